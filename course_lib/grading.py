@@ -1,0 +1,414 @@
+"""Release, autograde and feedback through nbgrader's Python API, in the environment grading needs."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import sys
+import warnings
+from dataclasses import asdict, dataclass, field
+from datetime import timezone
+from pathlib import Path
+
+from course_lib.notebooks import NotebookError, grade_id, is_grade_cell, is_solution_cell, read_notebook
+from course_lib.paths import REPO_ROOT, week_name
+from course_lib.settings import CourseSettings, load_settings, nbgrader_config
+
+logger = logging.getLogger(__name__)
+
+GRADING_LOG = "grading_log.json"
+
+# Environment of every grading kernel. One thread per process: on a busy 2-core machine two torch threads
+# made one training loop 60 times slower. Warnings are silenced because nbgrader scores stderr as a failure.
+KERNEL_ENVIRONMENT = {
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "TRANSFORMERS_VERBOSITY": "error",
+    "HF_HUB_OFFLINE": "1",
+    "PYTHONWARNINGS": "ignore",
+    "TQDM_DISABLE": "1",
+    "MPLBACKEND": "Agg",
+}
+
+
+class CourseError(RuntimeError):
+    """A problem the person running `course` can fix; its message says how."""
+
+
+@contextlib.contextmanager
+def grading_environment():
+    """Set the kernel environment, with `autograder` importable, for the duration of the block."""
+    saved = dict(os.environ)
+    os.environ.update(KERNEL_ENVIRONMENT)
+    python_path = [str(REPO_ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(python_path))
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def make_api(root: Path, settings: CourseSettings | None = None):
+    """Return an NbGraderAPI for the course rooted at ROOT with the course's configuration."""
+    from nbgrader.apps import NbGraderAPI
+    from nbgrader.coursedir import CourseDirectory
+
+    # nbgrader runs the `alembic` executable to check the gradebook schema; it lies beside this Python.
+    bin_dir = str(Path(sys.executable).parent)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
+
+    config = nbgrader_config(root, settings)
+    coursedir = CourseDirectory(config=config)
+    # The API looks for the exchange folder when it starts and logs a critical message if it is missing.
+    # Commands here do not use the exchange, so that message is dropped.
+    traitlets_logger = logging.getLogger("traitlets")
+    level = traitlets_logger.level
+    traitlets_logger.setLevel(logging.CRITICAL + 1)
+    try:
+        return NbGraderAPI(coursedir=coursedir, config=config)
+    finally:
+        traitlets_logger.setLevel(level)
+
+
+def source_weeks(root: Path) -> list[str]:
+    """Return the weeks that have a source notebook, in order."""
+    folder = Path(root) / "source"
+    return sorted(p.name for p in folder.glob("week[0-9][0-9]") if (p / f"{p.name}.ipynb").is_file())
+
+
+def resolve_weeks(root: Path, weeks: list[str] | None, folder: str = "source") -> list[str]:
+    """Normalise the requested weeks, or list all of them; raise CourseError for a week that does not exist."""
+    available = source_weeks(root)
+    if not weeks:
+        if not available:
+            raise CourseError(f"no weeks found under {Path(root) / 'source'}: is {root} the course root?")
+        return available
+    result = []
+    for week in weeks:
+        try:
+            name = week_name(week)
+        except ValueError as error:
+            raise CourseError(str(error)) from None
+        if name not in available:
+            listed = ", ".join(available) or "none"
+            raise CourseError(f"week {week!r} not found: {Path(root) / 'source' / name} has no {name}.ipynb "
+                              f"(weeks available: {listed})")
+        result.append(name)
+    return result
+
+
+def _fail_on(result: dict, action: str) -> None:
+    if not result.get("success"):
+        details = result.get("error") or result.get("log") or "no details"
+        raise CourseError(f"{action} failed:\n{details}")
+
+
+def release(root: Path, weeks: list[str]) -> list[Path]:
+    """Generate release/WEEK/ from source/WEEK/ with nbgrader, and record deadlines in the gradebook."""
+    settings = load_settings(root)
+    api = make_api(root, settings)
+    written = []
+    for week in weeks:
+        read_notebook(Path(root) / "source" / week / f"{week}.ipynb")  # a clear error before nbgrader's
+        _fail_on(api.generate_assignment(week, force=True, create=True), f"release of {week}")
+        written.extend(sorted((Path(root) / "release" / week).rglob("*.ipynb")))
+    _record_deadlines(root, settings)
+    return written
+
+
+def _record_deadlines(root: Path, settings: CourseSettings) -> None:
+    from nbgrader.api import Gradebook
+
+    if not settings.deadlines:
+        return
+    with Gradebook(_db_url(root)) as gradebook:
+        for week, deadline in settings.deadlines.items():
+            # nbgrader stores naive datetimes in UTC.
+            utc = deadline.astimezone(timezone.utc).replace(tzinfo=None)
+            gradebook.update_or_create_assignment(week, duedate=utc)
+
+
+def _db_url(root: Path) -> str:
+    return f"sqlite:///{Path(root).resolve() / 'gradebook.db'}"
+
+
+@dataclass
+class SubmissionResult:
+    """Outcome of autograding one student's submission of one week."""
+
+    week: str
+    student_id: str
+    status: str
+    """`graded`, or `failed` when nbgrader could not grade the submission at all."""
+    score: float | None = None
+    max_score: float | None = None
+    problems: list[str] = field(default_factory=list)
+    """Messages for the instructor: failed tests, timeouts, invalid files."""
+
+
+def submissions(root: Path, week: str) -> list[str]:
+    """Return the student ids with a submission folder for WEEK."""
+    folder = Path(root) / "submitted"
+    return sorted(p.parent.name for p in folder.glob(f"*/{week}") if p.is_dir())
+
+
+def _fingerprint(folder: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def _precheck(folder: Path, week: str) -> list[str]:
+    """Return problems nbgrader would report badly: no notebook, a renamed one, a file that is not a notebook."""
+    problems = []
+    expected = folder / f"{week}.ipynb"
+    notebooks = sorted(folder.glob("*.ipynb"))
+    if not notebooks:
+        present = ", ".join(p.name for p in sorted(folder.iterdir())) or "nothing"
+        problems.append(f"no notebook submitted: expected {expected.name}, found {present}")
+        return problems
+    if not expected.is_file():
+        names = ", ".join(p.name for p in notebooks)
+        problems.append(f"notebook {expected.name} missing: found {names} instead (renamed?)")
+        return problems
+    try:
+        read_notebook(expected)
+    except NotebookError as error:
+        problems.append(str(error).replace(str(folder) + os.sep, ""))
+    return problems
+
+
+def _missing_cells(root: Path, notebook_path: Path, week: str) -> list[str]:
+    """Return a message for each answer or test cell of the release that the submission lacks."""
+    release_path = root / "release" / week / f"{week}.ipynb"
+    if not release_path.is_file():
+        return []
+    submitted = {grade_id(c) for c in read_notebook(notebook_path).cells}
+    problems = []
+    for cell in read_notebook(release_path).cells:
+        name = grade_id(cell)
+        if name and name not in submitted:
+            kind = "test" if is_grade_cell(cell) else "answer"
+            problems.append(f"{kind} cell {name} is missing from the submission (deleted?)")
+    return problems
+
+
+def _cell_problems(notebook_path: Path) -> list[str]:
+    """Return one line per failed cell of an autograded notebook: which cell, and the error's first line.
+
+    Answer cells come first, since their errors (a syntax error, a timeout) usually explain the failed tests.
+    """
+    try:
+        notebook = read_notebook(notebook_path)
+    except NotebookError as error:
+        return [str(error)]
+    answer_problems, test_problems = [], []
+    for index, cell in enumerate(notebook.cells, start=1):
+        if cell.cell_type != "code":
+            continue
+        error = next((o for o in cell.get("outputs", []) if o.get("output_type") == "error"), None)
+        if error is None:
+            continue
+        message = f"{error.get('ename', 'Error')}: {error.get('evalue', '')}".strip(" :")
+        if error.get("ename") in ("CellTimeoutError", "KeyboardInterrupt"):
+            # Grading interrupts a cell only when it runs past the time limit.
+            message = "timed out: the cell ran past the time limit and was interrupted (an endless loop?)"
+        first_line = (message.splitlines() or ["error"])[0][:300]
+        if is_grade_cell(cell):
+            test_problems.append(f"{grade_id(cell)}: {first_line}")
+        elif is_solution_cell(cell):
+            answer_problems.append(f"answer cell {grade_id(cell)}: {first_line}")
+        elif error.get("ename") in ("CellTimeoutError", "KeyboardInterrupt"):
+            answer_problems.append(f"cell {index}: {first_line}")
+    return answer_problems + test_problems
+
+
+def _problems_from_log(log: str) -> list[str]:
+    keep = []
+    for line in (log or "").splitlines():
+        if not line.startswith(("[ERROR]", "[CRITICAL]")):
+            continue
+        keep.append(re.sub(r"^\[\w+\]\s*", "", line)[:300])
+    return keep
+
+
+def autograde(root: Path, weeks: list[str], students: list[str] | None = None, progress: bool = True) -> list[SubmissionResult]:
+    """Autograde every submission of WEEKS (or only those of STUDENTS) into the gradebook.
+
+    A submission that cannot be graded is reported and the batch goes on. Files under submitted/ are
+    compared before and after, and any change is reported as an error.
+    """
+    from tqdm import tqdm
+
+    root = Path(root).resolve()
+    settings = load_settings(root)
+    jobs = []
+    for week in weeks:
+        found = submissions(root, week)
+        if students:
+            found = [s for s in found if s in students]
+        jobs.extend((week, student) for student in found)
+    if not jobs:
+        raise CourseError(f"no submissions found under {root / 'submitted'} for {', '.join(weeks)}: "
+                          f"expected submitted/STUDENT_ID/{weeks[0]}/{weeks[0]}.ipynb")
+
+    _ensure_released(root, sorted({week for week, _ in jobs}), settings)
+    results = []
+    with grading_environment(), warnings.catch_warnings():
+        # nbgrader's gradebook code triggers SQLAlchemy autoflush warnings that say nothing about the grades.
+        warnings.filterwarnings("ignore", module="nbgrader")
+        warnings.filterwarnings("ignore", message=".*not in session.*")
+        api = make_api(root, settings)
+        bar = tqdm(jobs, desc="autograde", unit="submission", disable=not progress or None)
+        for week, student in bar:
+            bar.set_postfix_str(f"{week} {student}")
+            results.append(_grade_one(api, root, week, student))
+
+    _save_log(root, results)
+    return results
+
+
+def _ensure_released(root: Path, weeks: list[str], settings: CourseSettings) -> None:
+    """Make sure the gradebook knows each week (its cells and points) before grading it."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    missing = []
+    with Gradebook(_db_url(root)) as gradebook:
+        for week in weeks:
+            try:
+                assignment = gradebook.find_assignment(week)
+                if not assignment.notebooks:
+                    missing.append(week)
+            except MissingEntry:
+                missing.append(week)
+    if missing:
+        logger.info("Releasing %s first so the gradebook knows its tests", ", ".join(missing))
+        for week in missing:
+            if not (root / "source" / week / f"{week}.ipynb").is_file():
+                raise CourseError(f"cannot grade {week}: no source notebook at source/{week}/{week}.ipynb")
+        release(root, missing)
+    elif settings.deadlines:
+        _record_deadlines(root, settings)
+
+
+def _grade_one(api, root: Path, week: str, student: str) -> SubmissionResult:
+    folder = root / "submitted" / student / week
+    before = _fingerprint(folder)
+    result = SubmissionResult(week=week, student_id=student, status="graded")
+
+    problems = _precheck(folder, week)
+    if problems:
+        # No readable notebook to grade: nbgrader would stop with a traceback. The week scores 0.
+        result.status = "failed"
+        result.problems = problems
+        _remove_stale_grade(root, week, student)
+    else:
+        result.problems = _missing_cells(root, folder / f"{week}.ipynb", week)
+        outcome = api.autograde(week, student, force=True, create=True)
+        if not outcome.get("success"):
+            result.status = "failed"
+            result.problems += _problems_from_log(outcome.get("log", "")) or [
+                (outcome.get("error") or "autograde failed").strip().splitlines()[-1]
+            ]
+        else:
+            result.problems += _cell_problems(root / "autograded" / student / week / f"{week}.ipynb")
+            result.problems += [p for p in _problems_from_log(outcome.get("log", "")) if p not in result.problems]
+
+    score = _score(root, week, student)
+    if score is not None:
+        result.score, result.max_score = score
+
+    if _fingerprint(folder) != before:
+        result.problems.append(f"ERROR: files under submitted/{student}/{week} changed during grading")
+        logger.error("submitted/%s/%s changed during grading", student, week)
+    return result
+
+
+def _remove_stale_grade(root: Path, week: str, student: str) -> None:
+    """Drop an earlier grade of a submission that can no longer be graded, so no outdated score survives.
+
+    The student is added to the gradebook, so reports list them with the failed week.
+    """
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with Gradebook(_db_url(root)) as gradebook:
+        gradebook.update_or_create_student(student)
+        try:
+            gradebook.remove_submission(week, student)
+        except MissingEntry:
+            pass
+    shutil.rmtree(root / "autograded" / student / week, ignore_errors=True)
+
+
+def _score(root: Path, week: str, student: str) -> tuple[float, float] | None:
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with Gradebook(_db_url(root)) as gradebook:
+        try:
+            submission = gradebook.find_submission(week, student)
+        except MissingEntry:
+            return None
+        return float(submission.score), float(submission.max_score)
+
+
+def _save_log(root: Path, results: list[SubmissionResult]) -> None:
+    path = Path(root) / GRADING_LOG
+    entries = {}
+    if path.is_file():
+        try:
+            entries = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            logger.warning("%s is not valid JSON; starting a new one", path)
+    for result in results:
+        entries[f"{result.week}/{result.student_id}"] = asdict(result)
+    path.write_text(json.dumps(entries, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def load_grading_log(root: Path) -> dict[str, dict]:
+    path = Path(root) / GRADING_LOG
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+# Text that must never reach a student: the hidden-test markers and the grader's module name.
+LEAK_MARKERS = ("BEGIN HIDDEN TESTS", "END HIDDEN TESTS", "autograder")
+
+
+def feedback(root: Path, weeks: list[str], students: list[str] | None = None) -> tuple[list[Path], list[str]]:
+    """Generate feedback HTML for every autograded submission of WEEKS; return written files and problems.
+
+    Each file is scanned afterwards; one that still contains hidden-test text is deleted and reported.
+    """
+    root = Path(root).resolve()
+    api = make_api(root)
+    written, problems = [], []
+    for week in weeks:
+        graded = sorted(p.parent.name for p in (root / "autograded").glob(f"*/{week}") if p.is_dir())
+        if students:
+            graded = [s for s in graded if s in students]
+        for student in graded:
+            outcome = api.generate_feedback(week, student, force=True)
+            if not outcome.get("success"):
+                problems.append(f"{week}/{student}: feedback failed: {(_problems_from_log(outcome.get('log', '')) or ['see log'])[0]}")
+                continue
+            for html in sorted((root / "feedback" / student / week).glob("*.html")):
+                text = html.read_text(encoding="utf-8", errors="replace")
+                leaked = [marker for marker in LEAK_MARKERS if marker in text]
+                if leaked:
+                    html.unlink()
+                    problems.append(f"{week}/{student}: feedback withheld, it contained {', '.join(leaked)}")
+                else:
+                    written.append(html)
+    return written, problems

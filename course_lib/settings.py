@@ -1,0 +1,109 @@
+"""Course settings from `course.toml` and the nbgrader configuration built from them."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from traitlets.config import Config
+
+from course_lib.paths import week_name
+
+CODE_STUB = '# YOUR CODE HERE\nraise NotImplementedError("Replace this line with your implementation")'
+
+
+@dataclass(frozen=True)
+class CourseSettings:
+    """Settings of one course run."""
+
+    course_id: str = "llm-agents"
+    pass_threshold: float = 0.70
+    """Fraction of a week's points needed to count the week as completed."""
+    cell_timeout_seconds: int = 120
+    """Seconds a notebook cell may run during grading before it is interrupted."""
+    deadlines: dict[str, datetime] = field(default_factory=dict)
+    """Deadline per week name (`week01`), always time-zone aware."""
+
+
+def load_settings(root: Path) -> CourseSettings:
+    """Read ROOT/course.toml; a missing file gives the defaults, an invalid one raises ValueError."""
+    path = Path(root) / "course.toml"
+    if not path.is_file():
+        return CourseSettings()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"{path}: invalid TOML ({error})") from error
+
+    course = data.get("course", {})
+    threshold = float(course.get("pass_threshold", 0.70))
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"{path}: pass_threshold must be in (0, 1], got {threshold}")
+    timeout = int(course.get("cell_timeout_seconds", 120))
+    if timeout <= 0:
+        raise ValueError(f"{path}: cell_timeout_seconds must be positive, got {timeout}")
+
+    deadlines = {}
+    for key, value in data.get("deadlines", {}).items():
+        week = week_name(key)
+        moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+        if moment.tzinfo is None:
+            raise ValueError(f"{path}: deadline of {week} ({value}) has no time zone; add an offset such as +00:00")
+        deadlines[week] = moment
+    return CourseSettings(
+        course_id=str(course.get("course_id", "llm-agents")),
+        pass_threshold=threshold,
+        cell_timeout_seconds=timeout,
+        deadlines=deadlines,
+    )
+
+
+def nbgrader_config(root: Path, settings: CourseSettings | None = None) -> Config:
+    """Return the nbgrader configuration of the course rooted at ROOT."""
+    from course_lib import nbgrader_ext
+
+    settings = settings or load_settings(root)
+    c = Config()
+    c.CourseDirectory.root = str(Path(root).resolve())
+    c.CourseDirectory.course_id = settings.course_id
+    c.ClearSolutions.code_stub = {"python": CODE_STUB}
+    c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+
+    c.Execute.timeout = settings.cell_timeout_seconds
+    c.Execute.interrupt_on_timeout = True
+    # The kernel's own start-up warnings (for example about unencrypted TCP) go to the terminal, not the grades.
+    c.Execute.extra_arguments = ["--HistoryManager.hist_file=:memory:", "--IPKernelApp.log_level=ERROR"]
+
+    from nbconvert.preprocessors import ClearMetadataPreprocessor
+    from nbgrader.preprocessors import (
+        AssignLatePenalties,
+        CheckCellMetadata,
+        Execute,
+        IgnorePattern,
+        LimitOutput,
+        SaveAutoGrades,
+    )
+
+    c.Autograde.autograde_preprocessors = [
+        Execute,
+        nbgrader_ext.KeepStderrOutOfGrades,
+        IgnorePattern,
+        ClearMetadataPreprocessor,
+        LimitOutput,
+        SaveAutoGrades,
+        AssignLatePenalties,
+        CheckCellMetadata,
+    ]
+
+    from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+    from nbgrader.preprocessors import ClearHiddenTests, GetGrades
+
+    c.GenerateFeedback.preprocessors = [
+        GetGrades,
+        ClearHiddenTests,
+        nbgrader_ext.HideGraderTracebacks,
+        CSSHTMLHeaderPreprocessor,
+    ]
+    return c
