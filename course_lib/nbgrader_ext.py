@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from nbgrader.preprocessors import NbGraderPreprocessor
 
-from course_lib.notebooks import is_grade_cell
+from course_lib.notebooks import BEGIN_HIDDEN, is_grade_cell
 
 # Text that marks a traceback frame or message as coming from the hidden checks.
 GRADER_MARKERS = ("autograder", "/autograder/", "BEGIN HIDDEN TESTS")
@@ -31,19 +31,21 @@ def _mentions_grader(lines) -> bool:
 
 
 class HideGraderTracebacks(NbGraderPreprocessor):
-    """Reduce every traceback that passes through the hidden checks to the exception type and message.
+    """Reduce tracebacks that could quote hidden tests to the exception type and message.
 
-    The frames of a hidden check quote its source, reference values included. A student still sees what
-    failed and why, through the check's assertion message.
+    That is every traceback of a cell with a hidden-test block (its frames quote the block's lines) and
+    every traceback through the `autograder` package (its frames quote the checks and reference values).
+    A student still sees what failed and why, through the assertion message. Run it before ClearHiddenTests.
     """
 
     def preprocess_cell(self, cell, resources, index):
         if cell.cell_type != "code":
             return cell, resources
+        has_hidden_tests = BEGIN_HIDDEN in cell.source
         for output in cell.get("outputs", []):
             if output.get("output_type") != "error":
                 continue
-            if _mentions_grader(output.get("traceback", [])):
+            if has_hidden_tests or _mentions_grader(output.get("traceback", [])):
                 message = f"{output.get('ename', 'Error')}: {output.get('evalue', '')}"
                 output["traceback"] = [message, "(the hidden test's traceback is not shown)"]
         return cell, resources

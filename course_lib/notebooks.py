@@ -73,7 +73,7 @@ def strip_hidden_tests(source: str) -> str:
     stripped = pattern.sub("", source)
     for marker in ("BEGIN HIDDEN TESTS", "END HIDDEN TESTS"):
         for line in stripped.split("\n"):
-            if False:
+            if marker in line:
                 raise ValueError(
                     f"unmatched hidden-test marker in line {line.strip()!r}: "
                     f"put each hidden block between a {BEGIN_HIDDEN!r} line and a {END_HIDDEN!r} line"

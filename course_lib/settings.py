@@ -102,8 +102,8 @@ def nbgrader_config(root: Path, settings: CourseSettings | None = None) -> Confi
 
     c.GenerateFeedback.preprocessors = [
         GetGrades,
-        ClearHiddenTests,
         nbgrader_ext.HideGraderTracebacks,
+        ClearHiddenTests,
         CSSHTMLHeaderPreprocessor,
     ]
     return c
