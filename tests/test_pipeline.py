@@ -42,12 +42,17 @@ def _hashes(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+# A correct answer that makes NumPy warn on stderr (the filter is reset, so the grader's PYTHONWARNINGS=ignore
+# does not hide it) and prints a progress line to stderr, as tqdm would.
 WARNING_ANSWER = '''import sys
 import warnings
 
+import numpy as np
+
 def add(a, b):
+    warnings.simplefilter("always")
+    np.log(np.zeros(1))
     warnings.warn("this helper is deprecated", DeprecationWarning)
-    warnings.warn("a library warning", UserWarning)
     print("progress 100%", file=sys.stderr)
     return a + b'''
 
@@ -262,3 +267,11 @@ def test_student_traceback_kept():
     cell.outputs = [nbformat.v4.new_output("error", ename="ZeroDivisionError", evalue="division by zero", traceback=trace)]
     HideGraderTracebacks().preprocess_cell(cell, {}, 0)
     assert cell.outputs[0]["traceback"] == trace
+
+
+def test_warning_reached_grade_cell_output(graded_course):
+    # The full marks above mean something only if the warning really reached the graded notebook.
+    graded = graded_course["root"] / "autograded" / "warning" / "week01" / "week01.ipynb"
+    text = graded.read_text(encoding="utf-8")
+    assert "divide by zero" in text
+    assert "progress 100%" in text
