@@ -36,7 +36,7 @@ def solution_notebook(source_notebook) -> nbformat.NotebookNode:
             cell.source = strip_hidden_tests(cell.source)
             cell.outputs = []
             cell.execution_count = None
-        cell.metadata.pop("nbgrader", None)
+    # The nbgrader metadata stays, so `course check` can score the public tests of the solution notebook.
     return notebook
 
 

@@ -51,7 +51,7 @@ def test_untouched_release_zero_on_every_graded_cell(demo_dir):
 
     with Gradebook(f"sqlite:///{demo_dir / 'gradebook.db'}") as gradebook:
         for week in DEMO_WEEKS:
-            notebook = gradebook.find_submission_notebook(week, "ben-untouched", week)
+            notebook = gradebook.find_submission_notebook(week, week, "ben-untouched")
             scores = {grade.name: grade.score for grade in notebook.grades}
             assert scores, f"no grades stored for {week}"
             assert all(score == 0 for score in scores.values()), scores
