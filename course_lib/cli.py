@@ -140,16 +140,17 @@ def cmd_check(args) -> int:
 
 def cmd_demo(args) -> int:
     from course_lib.demo import DEMO_WEEKS, check_expectations, prepare_course
-    from course_lib.grading import autograde, feedback
+    from course_lib.grading import autograde, feedback, resolve_weeks
     from course_lib.reports import grades_table
 
     course_dir = Path(args.dir).resolve()
+    weeks = resolve_weeks(REPO_ROOT, args.weeks or list(DEMO_WEEKS))
     print(f"demo course folder: {course_dir}", file=sys.stderr)
-    prepare_course(course_dir)
-    print("released weeks 1-2 and created three submissions per week", file=sys.stderr)
-    results = autograde(course_dir, list(DEMO_WEEKS), progress=sys.stderr.isatty())
+    prepare_course(course_dir, weeks)
+    print(f"released {', '.join(weeks)} and created three submissions per week", file=sys.stderr)
+    results = autograde(course_dir, weeks, progress=sys.stderr.isatty())
     _print_results(results)
-    _, feedback_problems = feedback(course_dir, list(DEMO_WEEKS))
+    _, feedback_problems = feedback(course_dir, weeks)
 
     grades = grades_table(course_dir)
     grades.to_csv(course_dir / "grades.csv", index=False)
@@ -216,8 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.set_defaults(func=cmd_check)
 
     sub = commands.add_parser("demo", help="release weeks 1-2, grade three sample submissions, print grades and milestones")
+    sub.add_argument("--weeks", nargs="+", metavar="WEEK", help="weeks to include (default: 1 2)")
     sub.add_argument("--dir", default=str(REPO_ROOT / "build" / "demo"), metavar="DIR",
-                     help="course folder the demo creates, replacing it if it exists (default: build/demo)")
+                     help="course folder the demo creates; an earlier demo folder there is replaced (default: build/demo)")
     sub.set_defaults(func=cmd_demo)
     return parser
 

@@ -21,6 +21,9 @@ DEMO_STUDENTS = {
     "cy-mistakes": "mistakes",
 }
 
+# A file in every demo folder, so a later demo run may delete the folder without risking other files.
+DEMO_MARKER = ".course-demo"
+
 DEMO_DEADLINE = "2027-01-15T23:59:00+00:00"
 # nbgrader's timestamp format. cy submits week 2 after the deadline, so the late column shows something.
 ON_TIME = "2027-01-15 10:00:00.000000 UTC"
@@ -72,9 +75,15 @@ def prepare_course(course_dir: Path, weeks=DEMO_WEEKS) -> None:
     """Create a fresh course folder with the weeks' sources, a deadline, and one submission per demo student."""
     from course_lib.grading import release
 
-    if course_dir.exists():
+    weeks = list(weeks)
+    if course_dir.exists() and any(course_dir.iterdir()):
+        if not (course_dir / DEMO_MARKER).is_file():
+            raise ValueError(f"{course_dir} is not empty and was not made by `course demo`; "
+                             "choose a new folder with --dir")
         shutil.rmtree(course_dir)
-    course_dir.mkdir(parents=True)
+    course_dir.mkdir(parents=True, exist_ok=True)
+    (course_dir / DEMO_MARKER).write_text("Made by `course demo`; the next demo run replaces this folder.\n",
+                                          encoding="utf-8")
     for week in weeks:
         shutil.copytree(REPO_ROOT / "source" / week, course_dir / "source" / week)
     deadlines = "\n".join(f'{week} = "{DEMO_DEADLINE}"' for week in weeks)
@@ -83,7 +92,7 @@ def prepare_course(course_dir: Path, weeks=DEMO_WEEKS) -> None:
         f"[deadlines]\n{deadlines}\n",
         encoding="utf-8",
     )
-    release(course_dir, list(weeks))
+    release(course_dir, weeks)
 
     for week in weeks:
         source_nb = read_notebook(course_dir / "source" / week / f"{week}.ipynb")

@@ -275,3 +275,12 @@ def test_warning_reached_grade_cell_output(graded_course):
     text = graded.read_text(encoding="utf-8")
     assert "divide by zero" in text
     assert "progress 100%" in text
+
+
+def test_demo_refuses_foreign_folder(tmp_path):
+    from course_lib.demo import prepare_course
+
+    (tmp_path / "thesis.tex").write_text("precious", encoding="utf-8")
+    with pytest.raises(ValueError, match="not made by `course demo`"):
+        prepare_course(tmp_path)
+    assert (tmp_path / "thesis.tex").read_text(encoding="utf-8") == "precious"
