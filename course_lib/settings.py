@@ -25,6 +25,8 @@ class CourseSettings:
     """Seconds a notebook cell may run during grading before it is interrupted."""
     deadlines: dict[str, datetime] = field(default_factory=dict)
     """Deadline per week name (`week01`), always time-zone aware."""
+    exchange_root: str | None = None
+    """Folder of nbgrader's exchange, shared by instructor and students; None keeps nbgrader's default."""
 
 
 def load_settings(root: Path) -> CourseSettings:
@@ -52,11 +54,13 @@ def load_settings(root: Path) -> CourseSettings:
         if moment.tzinfo is None:
             raise ValueError(f"{path}: deadline of {week} ({value}) has no time zone; add an offset such as +00:00")
         deadlines[week] = moment
+    exchange_root = data.get("exchange", {}).get("root")
     return CourseSettings(
         course_id=str(course.get("course_id", "llm-agents")),
         pass_threshold=threshold,
         cell_timeout_seconds=timeout,
         deadlines=deadlines,
+        exchange_root=str(exchange_root) if exchange_root else None,
     )
 
 
@@ -68,6 +72,8 @@ def nbgrader_config(root: Path, settings: CourseSettings | None = None) -> Confi
     c = Config()
     c.CourseDirectory.root = str(Path(root).resolve())
     c.CourseDirectory.course_id = settings.course_id
+    if settings.exchange_root:
+        c.Exchange.root = settings.exchange_root
     c.ClearSolutions.code_stub = {"python": CODE_STUB}
     c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 
