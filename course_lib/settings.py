@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -10,6 +11,12 @@ from pathlib import Path
 from traitlets.config import Config
 
 from course_lib.paths import week_name
+
+# Canvas names a downloaded submission LOGIN_[LATE_]USERID_SUBMISSIONID_FILENAME, with "-N" before the
+# extension for the Nth resubmission: alice_LATE_12345_67890_week01-1.ipynb. nbgrader matches the whole path.
+CANVAS_FILENAME_REGEX = (
+    r".*/(?P<student_id>[^/_]+)_(?:LATE_)?\d+_\d+_(?P<file_id>week\d{2})(?:-\d+)?\.ipynb$"
+)
 
 CODE_STUB = '# YOUR CODE HERE\nraise NotImplementedError("Replace this line with your implementation")'
 
@@ -27,6 +34,8 @@ class CourseSettings:
     """Deadline per week name (`week01`), always time-zone aware."""
     exchange_root: str | None = None
     """Folder of nbgrader's exchange, shared by instructor and students; None keeps nbgrader's default."""
+    lms_filename_regex: str = CANVAS_FILENAME_REGEX
+    """Pattern with `student_id` and `file_id` groups that `nbgrader zip_collect` applies to each uploaded file."""
 
 
 def load_settings(root: Path) -> CourseSettings:
@@ -55,12 +64,20 @@ def load_settings(root: Path) -> CourseSettings:
             raise ValueError(f"{path}: deadline of {week} ({value}) has no time zone; add an offset such as +00:00")
         deadlines[week] = moment
     exchange_root = data.get("exchange", {}).get("root")
+    lms_regex = str(data.get("lms", {}).get("filename_regex", CANVAS_FILENAME_REGEX))
+    try:
+        groups = re.compile(lms_regex).groupindex
+    except re.error as error:
+        raise ValueError(f"{path}: invalid lms.filename_regex {lms_regex!r} ({error})") from error
+    if not {"student_id", "file_id"} <= set(groups):
+        raise ValueError(f"{path}: lms.filename_regex must have the named groups student_id and file_id")
     return CourseSettings(
         course_id=str(course.get("course_id", "llm-agents")),
         pass_threshold=threshold,
         cell_timeout_seconds=timeout,
         deadlines=deadlines,
         exchange_root=str(exchange_root) if exchange_root else None,
+        lms_filename_regex=lms_regex,
     )
 
 
@@ -74,6 +91,7 @@ def nbgrader_config(root: Path, settings: CourseSettings | None = None) -> Confi
     c.CourseDirectory.course_id = settings.course_id
     if settings.exchange_root:
         c.Exchange.root = settings.exchange_root
+    c.FileNameCollectorPlugin.named_regexp = settings.lms_filename_regex
     c.ClearSolutions.code_stub = {"python": CODE_STUB}
     c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 

@@ -130,3 +130,44 @@ def test_milestones_written(cohort):
     milestones = pd.read_csv(cohort["root"] / "milestones.csv", dtype={"weeks_completed": str})
     assert sorted(milestones["student_id"]) == ["alice", "bob", "carol"]
     assert list(milestones.loc[milestones["student_id"] == "alice", "weeks_completed"]) == ["1"]
+
+
+@pytest.fixture(scope="module")
+def lms_course(tmp_path_factory):
+    """A course whose students uploaded to Canvas: one zip of files named in Canvas's style."""
+    import zipfile
+
+    tmp = tmp_path_factory.mktemp("lms")
+    root = make_toy_course(tmp / "course")
+    shutil.copy(REPO_ROOT / "nbgrader_config.py", root / "nbgrader_config.py")
+    _run(COURSE + ["release", "1"], cwd=root)
+    released = nbformat.read(str(root / "release" / "week01" / "week01.ipynb"), as_version=4)
+
+    archive = root / "downloaded" / "week01" / "archive"
+    archive.mkdir(parents=True)
+    uploads = {
+        "alice_12345_678901_week01.ipynb": fill_solutions(released, CORRECT),
+        "bob_LATE_23456_789012_week01-1.ipynb": fill_solutions(released, {"add": CORRECT["add"]}),
+        "carol_34567_890123_week01.ipynb": released,
+    }
+    with zipfile.ZipFile(archive / "submissions.zip", "w") as bundle:
+        for name, notebook in uploads.items():
+            bundle.writestr(name, nbformat.writes(notebook))
+        bundle.writestr("dave_45678_901234_notes.txt", "my answers are in my head")
+    _run([NBGRADER, "zip_collect", "week01"], cwd=root)
+    _run(COURSE + ["autograde", "1"], cwd=root)
+    _run(COURSE + ["grades"], cwd=root)
+    return root
+
+
+def test_zip_collect_layout(lms_course):
+    for student in ("alice", "bob", "carol"):
+        assert (lms_course / "submitted" / student / "week01" / "week01.ipynb").is_file(), student
+    assert not (lms_course / "submitted" / "dave").exists()
+
+
+def test_zip_collect_scores(lms_course):
+    grades = pd.read_csv(lms_course / "grades.csv").set_index("student_id")
+    assert grades.loc["alice", "score"] == 5
+    assert grades.loc["bob", "score"] == 2
+    assert grades.loc["carol", "score"] == 0
