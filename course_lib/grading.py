@@ -10,12 +10,21 @@ import os
 import re
 import shutil
 import sys
+import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field
 from datetime import timezone
 from pathlib import Path
 
-from course_lib.notebooks import NotebookError, grade_id, is_grade_cell, is_solution_cell, read_notebook
+from course_lib.grading_kernel import FILE_SIZE_VARIABLE, MEMORY_VARIABLE, write_kernel_spec
+from course_lib.notebooks import (
+    NotebookError,
+    grade_id,
+    is_grade_cell,
+    is_solution_cell,
+    nbgrader_metadata,
+    read_notebook,
+)
 from course_lib.paths import REPO_ROOT, week_name
 from course_lib.settings import CourseSettings, load_settings, nbgrader_config
 
@@ -43,17 +52,29 @@ class CourseError(RuntimeError):
 
 
 @contextlib.contextmanager
-def grading_environment():
-    """Set the kernel environment, with `autograder` importable, for the duration of the block."""
+def grading_environment(settings: CourseSettings | None = None):
+    """Set the kernel environment for the duration of the block.
+
+    `autograder` becomes importable, the `course-grader` kernel spec is registered in a temporary folder on
+    JUPYTER_PATH, and its memory and file-size limits are set from the settings.
+    """
+    settings = settings or CourseSettings()
     saved = dict(os.environ)
-    os.environ.update(KERNEL_ENVIRONMENT)
-    python_path = [str(REPO_ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(python_path))
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    with tempfile.TemporaryDirectory(prefix="course-kernel-") as jupyter_dir:
+        write_kernel_spec(Path(jupyter_dir))
+        os.environ.update(KERNEL_ENVIRONMENT)
+        python_path = [str(REPO_ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(python_path))
+        jupyter_path = [jupyter_dir] + [p for p in os.environ.get("JUPYTER_PATH", "").split(os.pathsep) if p]
+        os.environ["JUPYTER_PATH"] = os.pathsep.join(jupyter_path)
+        os.environ[MEMORY_VARIABLE] = str(settings.memory_limit_mb)
+        # A submission may write files, but none larger than 1 GiB: that is a runaway loop, not an answer.
+        os.environ[FILE_SIZE_VARIABLE] = "1024"
+        try:
+            yield
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
 
 
 def make_api(root: Path, settings: CourseSettings | None = None):
@@ -194,13 +215,18 @@ def _missing_cells(root: Path, notebook_path: Path, week: str) -> list[str]:
     release_path = root / "release" / week / f"{week}.ipynb"
     if not release_path.is_file():
         return []
-    submitted = {grade_id(c) for c in read_notebook(notebook_path).cells}
+    names = [grade_id(c) for c in read_notebook(notebook_path).cells if grade_id(c)]
     problems = []
     for cell in read_notebook(release_path).cells:
         name = grade_id(cell)
-        if name and name not in submitted:
-            kind = "test" if is_grade_cell(cell) else "answer"
-            problems.append(f"{kind} cell {name} is missing from the submission (deleted?)")
+        if not name or name in names:
+            continue
+        if nbgrader_metadata(cell).get("locked"):
+            problems.append(f"test cell {name} is missing from the submission (deleted?); it was restored for grading")
+        else:
+            problems.append(f"answer cell {name} is missing from the submission (deleted?)")
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(f"cell {name} appears {names.count(name)} times (copied?); the last copy was graded")
     return problems
 
 
@@ -265,7 +291,7 @@ def autograde(root: Path, weeks: list[str], students: list[str] | None = None, p
 
     _ensure_released(root, sorted({week for week, _ in jobs}), settings)
     results = []
-    with grading_environment(), warnings.catch_warnings():
+    with grading_environment(settings), warnings.catch_warnings():
         # nbgrader's gradebook code triggers SQLAlchemy autoflush warnings that say nothing about the grades.
         warnings.filterwarnings("ignore", module="nbgrader")
         warnings.filterwarnings("ignore", message=".*not in session.*")

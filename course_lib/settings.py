@@ -10,6 +10,7 @@ from pathlib import Path
 
 from traitlets.config import Config
 
+from course_lib.grading_kernel import KERNEL_NAME
 from course_lib.paths import week_name
 
 # Canvas names a downloaded submission LOGIN_[LATE_]USERID_SUBMISSIONID_FILENAME, with "-N" before the
@@ -30,6 +31,10 @@ class CourseSettings:
     """Fraction of a week's points needed to count the week as completed."""
     cell_timeout_seconds: int = 120
     """Seconds a notebook cell may run during grading before it is interrupted."""
+    memory_limit_mb: int = 4096
+    """Heap size, in MiB, past which allocations in a grading kernel raise MemoryError; 0 for no limit."""
+    output_limit_chars: int = 20_000
+    """Characters of text kept per cell output in graded notebooks and feedback; the rest is cut."""
     deadlines: dict[str, datetime] = field(default_factory=dict)
     """Deadline per week name (`week01`), always time-zone aware."""
     exchange_root: str | None = None
@@ -56,6 +61,13 @@ def load_settings(root: Path) -> CourseSettings:
     if timeout <= 0:
         raise ValueError(f"{path}: cell_timeout_seconds must be positive, got {timeout}")
 
+    memory = int(course.get("memory_limit_mb", 4096))
+    if memory < 0:
+        raise ValueError(f"{path}: memory_limit_mb must be 0 (no limit) or positive, got {memory}")
+    output_limit = int(course.get("output_limit_chars", 20_000))
+    if output_limit <= 0:
+        raise ValueError(f"{path}: output_limit_chars must be positive, got {output_limit}")
+
     deadlines = {}
     for key, value in data.get("deadlines", {}).items():
         week = week_name(key)
@@ -75,6 +87,8 @@ def load_settings(root: Path) -> CourseSettings:
         course_id=str(course.get("course_id", "llm-agents")),
         pass_threshold=threshold,
         cell_timeout_seconds=timeout,
+        memory_limit_mb=memory,
+        output_limit_chars=output_limit,
         deadlines=deadlines,
         exchange_root=str(exchange_root) if exchange_root else None,
         lms_filename_regex=lms_regex,
@@ -97,6 +111,10 @@ def nbgrader_config(root: Path, settings: CourseSettings | None = None) -> Confi
 
     c.Execute.timeout = settings.cell_timeout_seconds
     c.Execute.interrupt_on_timeout = True
+    # Every submission runs in the course's own kernel, under the memory limit, whatever kernel it names.
+    c.Execute.kernel_name = KERNEL_NAME
+    c.LimitOutput.max_lines = 1000
+    c.TruncateLongOutputs.max_chars = settings.output_limit_chars
     # The kernel's own start-up warnings (for example about unencrypted TCP) go to the terminal, not the grades.
     c.Execute.extra_arguments = ["--HistoryManager.hist_file=:memory:", "--IPKernelApp.log_level=ERROR"]
 
@@ -104,15 +122,27 @@ def nbgrader_config(root: Path, settings: CourseSettings | None = None) -> Confi
     from nbgrader.preprocessors import (
         AssignLatePenalties,
         CheckCellMetadata,
-        Execute,
+        ClearOutput,
         IgnorePattern,
         LimitOutput,
+        OverwriteCells,
+        OverwriteKernelspec,
         SaveAutoGrades,
     )
 
+    c.RestoreDeletedTestCells.release_dir = str(Path(root).resolve() / "release")
+    c.Autograde.sanitize_preprocessors = [
+        ClearOutput,
+        nbgrader_ext.DeduplicateGradeIds,
+        nbgrader_ext.RestoreDeletedTestCells,
+        OverwriteKernelspec,
+        OverwriteCells,
+        CheckCellMetadata,
+    ]
     c.Autograde.autograde_preprocessors = [
-        Execute,
+        nbgrader_ext.RecoveringExecute,
         nbgrader_ext.KeepStderrOutOfGrades,
+        nbgrader_ext.TruncateLongOutputs,
         IgnorePattern,
         ClearMetadataPreprocessor,
         LimitOutput,
