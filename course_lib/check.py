@@ -6,7 +6,7 @@ import copy
 from dataclasses import dataclass
 from pathlib import Path
 
-from course_lib.notebooks import grade_id, is_grade_cell, read_notebook, strip_hidden_tests
+from course_lib.notebooks import grade_id, is_grade_cell, is_solution_cell, read_notebook, strip_hidden_tests
 from course_lib.paths import REPO_ROOT
 
 
@@ -21,17 +21,26 @@ class QuestionResult:
     """Empty when the tests passed; otherwise the first line of the error."""
 
 
-def _release_for(path: Path):
-    """Return the release notebook with the same file name, used to spot deleted test cells, or None."""
-    candidate = REPO_ROOT / "release" / path.stem / path.name
-    if candidate.is_file():
-        return read_notebook(candidate)
-    return None
+def _release_for(notebook):
+    """Return the released notebook that shares the most grade ids with NOTEBOOK, or None.
+
+    Matching on grade ids, not the file name, finds the week of a renamed copy too.
+    """
+    names = {grade_id(c) for c in notebook.cells} - {None}
+    best, best_overlap = None, 0
+    for candidate in sorted((REPO_ROOT / "release").glob("week*/week*.ipynb")):
+        released = read_notebook(candidate)
+        overlap = len(names & ({grade_id(c) for c in released.cells} - {None}))
+        if overlap > best_overlap:
+            best, best_overlap = released, overlap
+    return best
 
 
 def _first_error(cell) -> str:
     for output in cell.get("outputs", []):
         if output.get("output_type") == "error":
+            if output.get("ename") in ("KeyboardInterrupt", "CellTimeoutError"):
+                return "timed out: the cell ran past the time limit and was interrupted (an endless loop?)"
             text = f"{output.get('ename', 'Error')}: {output.get('evalue', '')}".strip()
             return (text.splitlines() or ["error"])[0][:200]
     return ""
@@ -44,9 +53,17 @@ def check_notebook(path: Path, timeout: int = 300) -> list[QuestionResult]:
     of the released notebook that is missing from PATH counts as failed.
     """
     from nbclient import NotebookClient
+    from nbclient.exceptions import DeadKernelError
 
     path = Path(path).resolve()
     notebook = copy.deepcopy(read_notebook(path))
+    release = _release_for(notebook)
+    released_tests = {}
+    if release is not None:
+        released_tests = {grade_id(c): c.source.strip() for c in release.cells if c.cell_type == "code" and is_grade_cell(c)}
+    edited = {grade_id(c) for c in notebook.cells
+              if is_grade_cell(c) and grade_id(c) in released_tests
+              and strip_hidden_tests(c.source).strip() != released_tests[grade_id(c)]}
     for cell in notebook.cells:
         if cell.cell_type == "code":
             cell.source = strip_hidden_tests(cell.source)
@@ -54,24 +71,46 @@ def check_notebook(path: Path, timeout: int = 300) -> list[QuestionResult]:
     client = NotebookClient(
         notebook,
         timeout=timeout,
+        interrupt_on_timeout=True,
         kernel_name="python3",
         allow_errors=True,
+        # The kernel's start-up warning about unencrypted local TCP says nothing about the notebook.
+        extra_arguments=["--IPKernelApp.log_level=ERROR"],
         resources={"metadata": {"path": str(path.parent)}},
     )
-    client.execute()
+    try:
+        client.execute()
+    except DeadKernelError:
+        # The kernel died (os._exit, a crash in native code): the cells run so far are scored, the rest are not.
+        pass
 
     results = []
     seen = set()
+    answer_error = ""
     for cell in notebook.cells:
-        if cell.cell_type != "code" or not is_grade_cell(cell):
+        if cell.cell_type != "code":
+            continue
+        if is_solution_cell(cell):
+            message = _first_error(cell)
+            if message:
+                answer_error = f"answer cell {grade_id(cell)}: {message}"
+            continue
+        if not is_grade_cell(cell):
             continue
         name = grade_id(cell) or "(unnamed)"
         seen.add(name)
         max_points = float(cell.metadata["nbgrader"].get("points", 0))
         message = _first_error(cell)
+        if message and answer_error:
+            # The error in the answer cell above usually explains the failed test (a syntax error, a timeout).
+            message = f"{message} (after {answer_error})"
+        elif not message and not cell.get("outputs") and cell.get("execution_count") is None:
+            message = "not run: the kernel stopped before this cell"
+        answer_error = ""
+        if name in edited:
+            message = "test cell differs from the released one: restore it, since grading uses the original"
         results.append(QuestionResult(name, 0.0 if message else max_points, max_points, message))
 
-    release = _release_for(path)
     if release is not None:
         for cell in release.cells:
             name = grade_id(cell)

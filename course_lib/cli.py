@@ -72,6 +72,7 @@ def cmd_autograde(args) -> int:
     if failed:
         print(f"{len(failed)} of {len(results)} submissions could not be graded; see the messages above "
               f"and grading_log.json", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK
 
 
@@ -107,17 +108,21 @@ def cmd_milestones(args) -> int:
 
 
 def cmd_feedback(args) -> int:
-    from course_lib.grading import feedback, resolve_weeks
+    from course_lib.grading import feedback, resolve_weeks, ungraded_submissions
 
     root = _root(args)
     weeks = resolve_weeks(root, args.weeks)
     written, problems = feedback(root, weeks, students=args.student)
     for path in written:
         print(f"wrote {path.relative_to(root)}")
+    skipped = ungraded_submissions(root, weeks, students=args.student)
+    for line in skipped:
+        print(f"skipped {line}", file=sys.stderr)
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
-    if not written and not problems:
-        print(f"error: no autograded submissions under {root / 'autograded'}; run `course autograde` first",
+    if not written and not problems and not skipped:
+        who = f" of {', '.join(args.student)}" if args.student else ""
+        print(f"error: no autograded submissions{who} under {root / 'autograded'}; run `course autograde` first",
               file=sys.stderr)
         return EXIT_ERROR
     return EXIT_FAILED if problems else EXIT_OK
@@ -127,8 +132,17 @@ def cmd_check(args) -> int:
     from course_lib.check import check_notebook, format_results
 
     path = Path(args.notebook)
+    if path.is_dir():
+        print(f"error: {path} is a folder; pass the notebook file, for example {path / 'week01.ipynb'}", file=sys.stderr)
+        return EXIT_ERROR
     if not path.is_file():
         print(f"error: notebook not found: {path}", file=sys.stderr)
+        return EXIT_ERROR
+    if path.suffix != ".ipynb":
+        print(f"error: {path} is not a Jupyter notebook (.ipynb file)", file=sys.stderr)
+        return EXIT_ERROR
+    if args.timeout <= 0:
+        print(f"error: --timeout must be a positive number of seconds, got {args.timeout}", file=sys.stderr)
         return EXIT_ERROR
     results = check_notebook(path, timeout=args.timeout)
     if not results:
@@ -175,8 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="course",
         description="Release, autograde and report the notebooks of the LLM and agentic AI course (nbgrader).",
     )
-    parser.add_argument("--root", help="course folder, the one with source/ and course.toml "
-                                       "(default: the nearest such folder at or above the current one)")
+    parser.add_argument("--root", help="course folder, the one with source/ and course.toml; give it before "
+                                       "the command (default: the nearest such folder at or above the current one)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log nbgrader's progress messages")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -190,7 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("weeks", nargs="*", metavar="WEEK", help=week_help)
     sub.set_defaults(func=cmd_solutions)
 
-    sub = commands.add_parser("autograde", help="grade every submission under submitted/ into gradebook.db")
+    sub = commands.add_parser("autograde", help="grade every submission under submitted/ into gradebook.db",
+                              description="Grade every submission under submitted/ into gradebook.db. Exits with "
+                                          "status 1 when a submission could not be graded at all.")
     sub.add_argument("weeks", nargs="*", metavar="WEEK", help=week_help)
     sub.add_argument("--student", action="append", metavar="ID", help="grade only this student (repeatable)")
     sub.set_defaults(func=cmd_autograde)

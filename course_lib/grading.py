@@ -207,6 +207,16 @@ def _precheck(folder: Path, week: str) -> list[str]:
         read_notebook(expected)
     except NotebookError as error:
         problems.append(str(error).replace(str(folder) + os.sep, ""))
+    timestamp_file = folder / "timestamp.txt"
+    if timestamp_file.is_file():
+        from nbgrader.utils import parse_utc
+
+        text = timestamp_file.read_text(encoding="utf-8", errors="replace").strip()
+        try:
+            parse_utc(text)
+        except (ValueError, OverflowError, TypeError):
+            problems.append(f"timestamp.txt contains {text[:60]!r}, which is not a time; expected for example "
+                            f"'2027-01-15 10:00:00.000000 UTC'. Correct or delete the file and grade again")
     return problems
 
 
@@ -260,10 +270,25 @@ def _cell_problems(notebook_path: Path) -> list[str]:
     return answer_problems + test_problems
 
 
+# nbgrader log lines that only point at a traceback `course` does not show, or repeat a reported timeout.
+_LOG_NOISE = (
+    "Traceback (most recent call last)",
+    "Please see the the above traceback",
+    "There was an error processing assignment",
+    "Timeout waiting for execute reply",
+    "Interrupting kernel",
+    "Kernel died while waiting for execute reply",
+    "restarting it and running the cells above again",
+)
+
+
 def _problems_from_log(log: str) -> list[str]:
+    """Return nbgrader's error lines that say something about the submission, without their prefix."""
     keep = []
     for line in (log or "").splitlines():
         if not line.startswith(("[ERROR]", "[CRITICAL]")):
+            continue
+        if any(noise in line for noise in _LOG_NOISE):
             continue
         keep.append(re.sub(r"^\[\w+\]\s*", "", line)[:300])
     return keep
@@ -285,6 +310,11 @@ def autograde(root: Path, weeks: list[str], students: list[str] | None = None, p
         if students:
             found = [s for s in found if s in students]
         jobs.extend((week, student) for student in found)
+    if students:
+        unknown = sorted(set(students) - {student for _, student in jobs})
+        if unknown:
+            raise CourseError(f"no submission of {', '.join(weeks)} from {', '.join(map(repr, unknown))} "
+                              f"under {root / 'submitted'}")
     if not jobs:
         raise CourseError(f"no submissions found under {root / 'submitted'} for {', '.join(weeks)}: "
                           f"expected submitted/STUDENT_ID/{weeks[0]}/{weeks[0]}.ipynb")
@@ -344,9 +374,9 @@ def _grade_one(api, root: Path, week: str, student: str) -> SubmissionResult:
         outcome = api.autograde(week, student, force=True, create=True)
         if not outcome.get("success"):
             result.status = "failed"
-            result.problems += _problems_from_log(outcome.get("log", "")) or [
-                (outcome.get("error") or "autograde failed").strip().splitlines()[-1]
-            ]
+            last_error_line = (outcome.get("error") or "autograde failed").strip().splitlines()[-1]
+            result.problems += _problems_from_log(outcome.get("log", "")) or [f"nbgrader failed: {last_error_line}"]
+            _remove_stale_grade(root, week, student)
         else:
             result.problems += _cell_problems(root / "autograded" / student / week / f"{week}.ipynb")
             result.problems += [p for p in _problems_from_log(outcome.get("log", "")) if p not in result.problems]
@@ -375,6 +405,7 @@ def _remove_stale_grade(root: Path, week: str, student: str) -> None:
         except MissingEntry:
             pass
     shutil.rmtree(root / "autograded" / student / week, ignore_errors=True)
+    shutil.rmtree(root / "feedback" / student / week, ignore_errors=True)
 
 
 def _score(root: Path, week: str, student: str) -> tuple[float, float] | None:
@@ -408,33 +439,74 @@ def load_grading_log(root: Path) -> dict[str, dict]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-# Text that must never reach a student: the hidden-test markers and the grader's module name.
-LEAK_MARKERS = ("BEGIN HIDDEN TESTS", "END HIDDEN TESTS", "autograder")
+# Text that must never reach a student: the hidden-test markers and paths into the grader's package.
+LEAK_MARKERS = ("BEGIN HIDDEN TESTS", "END HIDDEN TESTS", f"{os.sep}autograder{os.sep}")
+
+
+def _hidden_lines(root: Path, week: str) -> list[str]:
+    """Lines of the week's hidden-test blocks long enough to identify them in a feedback page."""
+    path = root / "source" / week / f"{week}.ipynb"
+    if not path.is_file():
+        return []
+    lines = []
+    for cell in read_notebook(path).cells:
+        inside = False
+        for line in cell.source.split("\n"):
+            if "BEGIN HIDDEN TESTS" in line:
+                inside = True
+            elif "END HIDDEN TESTS" in line:
+                inside = False
+            elif inside and len(line.strip()) >= 20:
+                lines.append(line.strip())
+    return lines
 
 
 def feedback(root: Path, weeks: list[str], students: list[str] | None = None) -> tuple[list[Path], list[str]]:
     """Generate feedback HTML for every autograded submission of WEEKS; return written files and problems.
 
-    Each file is scanned afterwards; one that still contains hidden-test text is deleted and reported.
+    Each page is scanned afterwards for the hidden-test markers, paths into `autograder/` and the lines of
+    the hidden tests. A page that contains any of them is deleted and reported with the text found. A student
+    who quoted the hidden tests in their own code is reported the same way, which is also worth a look.
     """
+    import html as html_lib
+
     root = Path(root).resolve()
     api = make_api(root)
     written, problems = [], []
     for week in weeks:
+        markers = list(LEAK_MARKERS) + _hidden_lines(root, week)
         graded = sorted(p.parent.name for p in (root / "autograded").glob(f"*/{week}") if p.is_dir())
         if students:
             graded = [s for s in graded if s in students]
         for student in graded:
             outcome = api.generate_feedback(week, student, force=True)
             if not outcome.get("success"):
-                problems.append(f"{week}/{student}: feedback failed: {(_problems_from_log(outcome.get('log', '')) or ['see log'])[0]}")
+                reason = (_problems_from_log(outcome.get("log", "")) or ["nbgrader gave no reason"])[0]
+                problems.append(f"{week}/{student}: feedback failed: {reason}")
                 continue
-            for html in sorted((root / "feedback" / student / week).glob("*.html")):
-                text = html.read_text(encoding="utf-8", errors="replace")
-                leaked = [marker for marker in LEAK_MARKERS if marker in text]
+            for page in sorted((root / "feedback" / student / week).glob("*.html")):
+                text = html_lib.unescape(page.read_text(encoding="utf-8", errors="replace"))
+                leaked = [marker for marker in markers if marker in text]
                 if leaked:
-                    html.unlink()
-                    problems.append(f"{week}/{student}: feedback withheld, it contained {', '.join(leaked)}")
+                    page.unlink()
+                    problems.append(f"{week}/{student}: feedback withheld, it contains hidden-test text: {leaked[0]!r}")
                 else:
-                    written.append(html)
+                    written.append(page)
     return written, problems
+
+
+def ungraded_submissions(root: Path, weeks: list[str], students: list[str] | None = None) -> list[str]:
+    """Return one line per submission that has no autograded notebook, with the reason from the grading log."""
+    root = Path(root).resolve()
+    log = load_grading_log(root)
+    lines = []
+    for week in weeks:
+        for student in submissions(root, week):
+            if students and student not in students:
+                continue
+            if (root / "autograded" / student / week).is_dir():
+                continue
+            entry = log.get(f"{week}/{student}", {})
+            reason = "; ".join(entry.get("problems", [])) or "not graded yet: run `course autograde`"
+            lines.append(f"{week}/{student}: no feedback, {reason}")
+    return lines

@@ -76,6 +76,7 @@ def graded_course(tmp_path_factory):
     _submit(root, "deleted", deleted)
     _submit(root, "notjson", raw="this is not a notebook")
     _submit(root, "truncated", raw=nbformat.writes(fill_solutions(released, CORRECT))[:200])
+    _submit(root, "badtime", fill_solutions(released, CORRECT), timestamp="yesterday evening")
     folder = _submit(root, "nonotebook", raw="my answers", name="answers.txt")
     assert not list(folder.glob("*.ipynb"))
 
@@ -86,7 +87,7 @@ def graded_course(tmp_path_factory):
 
 EXPECTED_SCORES = {
     "correct": 5, "untouched": 0, "late": 5, "warning": 5, "syntax": 3, "exception": 3, "loop": 2,
-    "deleted": 2, "notjson": 0, "truncated": 0, "nonotebook": 0,
+    "deleted": 2, "notjson": 0, "truncated": 0, "nonotebook": 0, "badtime": 0,
 }
 
 
@@ -110,6 +111,7 @@ def test_submitted_files_unchanged(graded_course):
     ("truncated", "not valid JSON"),
     ("nonotebook", "no notebook submitted: expected week01.ipynb, found answers.txt"),
     ("untouched", "test_add: NotImplementedError"),
+    ("badtime", "timestamp.txt contains 'yesterday evening', which is not a time"),
 ])
 def test_problem_message(graded_course, student, fragment):
     problems = graded_course["results"][student].problems
@@ -118,7 +120,7 @@ def test_problem_message(graded_course, student, fragment):
 
 def test_unreadable_submissions_marked_failed(graded_course):
     table = grades_table(graded_course["root"]).set_index("student_id")
-    for student in ("notjson", "truncated", "nonotebook"):
+    for student in ("notjson", "truncated", "nonotebook", "badtime"):
         assert table.loc[student, "status"] == "failed"
         assert bool(table.loc[student, "submitted"])
     assert table.loc["correct", "status"] == "graded"
@@ -284,3 +286,42 @@ def test_demo_refuses_foreign_folder(tmp_path):
     with pytest.raises(ValueError, match="not made by `course demo`"):
         prepare_course(tmp_path)
     assert (tmp_path / "thesis.tex").read_text(encoding="utf-8") == "precious"
+
+
+def test_feedback_command_lists_skipped(graded_course):
+    run = _course("--root", str(graded_course["root"]), "feedback", "1")
+    assert run.returncode == 0, run.stderr
+    assert "skipped week01/notjson: no feedback, week01.ipynb: not valid JSON" in run.stderr
+    assert "skipped week01/nonotebook: no feedback, no notebook submitted" in run.stderr
+
+
+def test_autograde_unknown_student(graded_course):
+    run = _course("--root", str(graded_course["root"]), "autograde", "1", "--student", "nosuch")
+    assert run.returncode == 2
+    assert "no submission of week01 from 'nosuch'" in run.stderr
+
+
+def test_check_endless_loop_times_out(tmp_path):
+    root = make_toy_course(tmp_path)
+    release(root, ["week01"])
+    released = nbformat.read(str(root / "release" / "week01" / "week01.ipynb"), as_version=4)
+    mine = tmp_path / "loop.ipynb"
+    nbformat.write(fill_solutions(released, {**CORRECT, "scale": "while True:\n    pass"}), str(mine))
+    run = _course("check", "--timeout", "3", str(mine))
+    assert run.returncode == 1, run.stderr
+    lines = {line.split()[0]: line for line in run.stdout.splitlines() if line.strip()}
+    assert "2 / 2" in lines["test_add"]
+    assert "timed out" in lines["test_scale"]
+    assert "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize("name, fragment", [("answers.py", "not a Jupyter notebook (.ipynb file)"), ("folder", "is a folder")])
+def test_check_rejects_non_notebooks(tmp_path, name, fragment):
+    target = tmp_path / name
+    if name == "folder":
+        target.mkdir()
+    else:
+        target.write_text("print(1)", encoding="utf-8")
+    run = _course("check", str(target))
+    assert run.returncode == 2
+    assert fragment in run.stderr
