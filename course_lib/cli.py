@@ -55,9 +55,15 @@ def _print_results(results) -> None:
     width = max(len(r.student_id) for r in results)
     for r in results:
         score = "-" if r.score is None else f"{r.score:g} / {r.max_score:g}"
-        first = r.problems[0] if r.problems else ""
-        more = f" (+{len(r.problems) - 1} more)" if len(r.problems) > 1 else ""
-        print(f"{r.week}  {r.student_id:<{width}}  {r.status:<7} {score:>11}  {first}{more}")
+        messages = r.flags + r.problems
+        first = messages[0] if messages else ""
+        more = f" (+{len(messages) - 1} more)" if len(messages) > 1 else ""
+        status = "FLAGGED" if r.flags else r.status
+        print(f"{r.week}  {r.student_id:<{width}}  {status:<7} {score:>11}  {first}{more}")
+    flagged = [r for r in results if r.flags]
+    if flagged:
+        print(f"{len(flagged)} submissions flagged for possible tampering; the flags column of `course grades` "
+              f"lists each finding", file=sys.stderr)
 
 
 def cmd_autograde(args) -> int:

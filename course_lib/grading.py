@@ -27,6 +27,7 @@ from course_lib.notebooks import (
 )
 from course_lib.paths import REPO_ROOT, week_name
 from course_lib.settings import CourseSettings, load_settings, nbgrader_config
+from course_lib.tamper import scan_notebook
 
 logger = logging.getLogger(__name__)
 
@@ -174,6 +175,8 @@ class SubmissionResult:
     max_score: float | None = None
     problems: list[str] = field(default_factory=list)
     """Messages for the instructor: failed tests, timeouts, invalid files."""
+    flags: list[str] = field(default_factory=list)
+    """Possible tampering found in the student's own code, for the instructor to review."""
 
 
 def submissions(root: Path, week: str) -> list[str]:
@@ -371,6 +374,7 @@ def _grade_one(api, root: Path, week: str, student: str) -> SubmissionResult:
         _remove_stale_grade(root, week, student)
     else:
         result.problems = _missing_cells(root, folder / f"{week}.ipynb", week)
+        result.flags = [str(finding) for finding in scan_notebook(read_notebook(folder / f"{week}.ipynb"))]
         outcome = api.autograde(week, student, force=True, create=True)
         if not outcome.get("success"):
             result.status = "failed"

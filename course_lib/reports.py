@@ -12,7 +12,7 @@ from course_lib.paths import week_number
 
 GRADE_COLUMNS = [
     "student_id", "week", "assignment", "score", "max_score", "percent",
-    "submitted", "timestamp", "late", "seconds_late", "status", "problems",
+    "submitted", "timestamp", "late", "seconds_late", "status", "problems", "flags",
 ]
 
 
@@ -21,7 +21,7 @@ def grades_table(root: Path) -> pd.DataFrame:
 
     A student with no submission for a week gets a row with score 0, `submitted` False and `status` missing.
     Times are ISO 8601 in UTC. `status` is `graded`, `failed` (nothing could be graded; see `problems`)
-    or `missing`.
+    or `missing`. `flags` lists possible tampering found in the student's code, for the instructor to review.
     """
     from nbgrader.api import Gradebook, MissingEntry
 
@@ -50,6 +50,7 @@ def grades_table(root: Path) -> pd.DataFrame:
                     "seconds_late": 0.0,
                     "status": "missing",
                     "problems": " | ".join(entry.get("problems", [])),
+                    "flags": " | ".join(entry.get("flags", [])),
                 }
                 try:
                     submission = gradebook.find_submission(assignment.name, student)

@@ -116,7 +116,12 @@ def nbgrader_config(root: Path, settings: CourseSettings | None = None) -> Confi
     c.LimitOutput.max_lines = 1000
     c.TruncateLongOutputs.max_chars = settings.output_limit_chars
     # The kernel's own start-up warnings (for example about unencrypted TCP) go to the terminal, not the grades.
-    c.Execute.extra_arguments = ["--HistoryManager.hist_file=:memory:", "--IPKernelApp.log_level=ERROR"]
+    c.Execute.extra_arguments = [
+        "--HistoryManager.hist_file=:memory:",
+        "--IPKernelApp.log_level=ERROR",
+        # Restores patched comparison functions and grader modules before every cell (see grading_kernel.py).
+        "--IPKernelApp.exec_lines=import course_lib.grading_kernel as _course_guard; _course_guard.install_guard(); del _course_guard",
+    ]
 
     from nbconvert.preprocessors import ClearMetadataPreprocessor
     from nbgrader.preprocessors import (
