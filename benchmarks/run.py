@@ -71,6 +71,24 @@ def time_autograde(week: str, scratch: Path) -> float:
     return elapsed
 
 
+def time_throughput(week: str, scratch: Path, students: int, jobs: int) -> float:
+    """Seconds to grade STUDENTS reference submissions of WEEK with JOBS worker processes."""
+    root = scratch / f"cohort-{week}-{jobs}"
+    shutil.copytree(REPO_ROOT / "source" / week, root / "source" / week)
+    shutil.copy(REPO_ROOT / "course.toml", root / "course.toml")
+    release(root, [week])
+    source_nb = read_notebook(root / "source" / week / f"{week}.ipynb")
+    release_nb = read_notebook(root / "release" / week / f"{week}.ipynb")
+    text = nbformat.writes(build_submission(source_nb, release_nb, "reference"))
+    for index in range(students):
+        folder = root / "submitted" / f"student{index:03d}" / week
+        folder.mkdir(parents=True)
+        (folder / f"{week}.ipynb").write_text(text, encoding="utf-8")
+    start = time.perf_counter()
+    autograde(root, [week], progress=False, jobs=jobs)
+    return time.perf_counter() - start
+
+
 def time_suite() -> float:
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "pytest", "-q"], check=True, cwd=REPO_ROOT)
@@ -81,6 +99,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--suite", action="store_true", help="also time the whole test suite (about 10 minutes)")
     parser.add_argument("--output", default=str(REPO_ROOT / "BENCHMARKS.md"), help="report file (default: BENCHMARKS.md)")
+    parser.add_argument("--cohort", type=int, default=6, metavar="N",
+                        help="submissions per week graded with 1 and 2 workers for the throughput table (default: 6)")
     args = parser.parse_args()
 
     rows = []
@@ -91,6 +111,12 @@ def main() -> int:
             graded = time_autograde(week, scratch)
             rows.append((week, plain, graded))
             print(f"{week}: nbconvert {plain:.1f} s, autograde {graded:.1f} s, ratio {graded / plain:.2f}", flush=True)
+        throughput = []
+        for week in ("week01", "week02"):
+            for jobs in (1, 2):
+                seconds = time_throughput(week, scratch, args.cohort, jobs)
+                throughput.append((week, jobs, seconds))
+                print(f"{week}: {args.cohort} submissions with {jobs} worker(s) in {seconds:.1f} s", flush=True)
     suite = time_suite() if args.suite else None
 
     lines = [
@@ -114,6 +140,26 @@ def main() -> int:
     for week, plain, graded in rows:
         verdict = "yes" if plain < BUDGET_SECONDS else "NO"
         lines.append(f"| {week} | {plain:.1f} | {verdict} | {graded:.1f} | {graded / plain:.2f} |")
+    lines += [
+        "",
+        "## Throughput",
+        "",
+        f"`course autograde --jobs N` on {args.cohort} reference submissions per week. Submissions per hour is",
+        "3600 / (seconds per submission); the last column extrapolates it to a cohort of 200 students",
+        "submitting weeks 1 and 2 (400 submissions), an estimate from these runs.",
+        "",
+        "| week | workers | seconds | seconds per submission | submissions per hour |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    per_submission = {}
+    for week, jobs, seconds in throughput:
+        each = seconds / args.cohort
+        per_submission.setdefault(jobs, []).append(each)
+        lines.append(f"| {week} | {jobs} | {seconds:.1f} | {each:.1f} | {3600 / each:.0f} |")
+    for jobs, values in sorted(per_submission.items()):
+        hours = 200 * sum(values) / 3600
+        lines.append(f"\nCohort of 200 on weeks 1-2 with {jobs} worker(s): about {hours:.1f} hours "
+                     f"({400 / hours:.0f} submissions per hour).")
     if suite is not None:
         verdict = "yes" if suite < SUITE_BUDGET_SECONDS else "NO"
         lines += ["", "## Test suite", "", f"`python -m pytest -q`: {suite:.0f} s "

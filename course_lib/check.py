@@ -74,7 +74,7 @@ def check_notebook(path: Path, timeout: int = 300) -> list[QuestionResult]:
         interrupt_on_timeout=True,
         kernel_name="python3",
         allow_errors=True,
-        # The kernel's start-up warning about unencrypted local TCP says nothing about the notebook.
+        # The kernel's start-up warning about unencrypted local TCP is unrelated to the notebook.
         extra_arguments=["--IPKernelApp.log_level=ERROR"],
         resources={"metadata": {"path": str(path.parent)}},
     )

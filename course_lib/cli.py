@@ -72,7 +72,7 @@ def cmd_autograde(args) -> int:
     root = _root(args)
     weeks = resolve_weeks(root, args.weeks)
     print(f"grading {', '.join(weeks)} in {root}", file=sys.stderr)
-    results = autograde(root, weeks, students=args.student, progress=sys.stderr.isatty())
+    results = autograde(root, weeks, students=args.student, progress=sys.stderr.isatty(), jobs=args.jobs)
     _print_results(results)
     failed = [r for r in results if r.status != "graded"]
     if failed:
@@ -215,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
                                           "status 1 when a submission could not be graded at all.")
     sub.add_argument("weeks", nargs="*", metavar="WEEK", help=week_help)
     sub.add_argument("--student", action="append", metavar="ID", help="grade only this student (repeatable)")
+    sub.add_argument("--jobs", type=int, default=1, metavar="N",
+                     help="worker processes grading in parallel, one kernel each (default: 1)")
     sub.set_defaults(func=cmd_autograde)
 
     sub = commands.add_parser("grades", help="write grades.csv: one row per student and week")

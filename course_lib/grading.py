@@ -49,7 +49,7 @@ KERNEL_ENVIRONMENT = {
 
 
 class CourseError(RuntimeError):
-    """A problem the person running `course` can fix; its message says how."""
+    """A problem the person running `course` can fix. Its message explains how."""
 
 
 @contextlib.contextmanager
@@ -286,7 +286,7 @@ _LOG_NOISE = (
 
 
 def _problems_from_log(log: str) -> list[str]:
-    """Return nbgrader's error lines that say something about the submission, without their prefix."""
+    """Return nbgrader's error lines that describe the submission's problems, without their prefix."""
     keep = []
     for line in (log or "").splitlines():
         if not line.startswith(("[ERROR]", "[CRITICAL]")):
@@ -297,49 +297,162 @@ def _problems_from_log(log: str) -> list[str]:
     return keep
 
 
-def autograde(root: Path, weeks: list[str], students: list[str] | None = None, progress: bool = True) -> list[SubmissionResult]:
+def autograde(root: Path, weeks: list[str], students: list[str] | None = None, progress: bool = True,
+              jobs: int = 1) -> list[SubmissionResult]:
     """Autograde every submission of WEEKS (or only those of STUDENTS) into the gradebook.
 
-    A submission that cannot be graded is reported and the batch goes on. Files under submitted/ are
-    compared before and after, and any change is reported as an error.
+    A submission that cannot be graded is reported and the batch continues. Files under submitted/ are
+    compared before and after, and any change is reported as an error. With JOBS above 1, submissions are
+    graded in that many worker processes, each in a scratch copy of the course with its own gradebook, and
+    this process alone writes their results into gradebook.db.
     """
     from tqdm import tqdm
 
     root = Path(root).resolve()
     settings = load_settings(root)
-    jobs = []
+    if jobs < 1:
+        raise CourseError(f"the number of worker processes must be at least 1, got {jobs}")
+    tasks = []
     for week in weeks:
         found = submissions(root, week)
         if students:
             found = [s for s in found if s in students]
-        jobs.extend((week, student) for student in found)
+        tasks.extend((week, student) for student in found)
     if students:
-        unknown = sorted(set(students) - {student for _, student in jobs})
+        unknown = sorted(set(students) - {student for _, student in tasks})
         if unknown:
             raise CourseError(f"no submission of {', '.join(weeks)} from {', '.join(map(repr, unknown))} "
                               f"under {root / 'submitted'}")
-    if not jobs:
+    if not tasks:
         raise CourseError(f"no submissions found under {root / 'submitted'} for {', '.join(weeks)}: "
                           f"expected submitted/STUDENT_ID/{weeks[0]}/{weeks[0]}.ipynb")
 
-    _ensure_released(root, sorted({week for week, _ in jobs}), settings)
-    results = []
-    with grading_environment(settings), warnings.catch_warnings():
-        # nbgrader's gradebook code triggers SQLAlchemy autoflush warnings that say nothing about the grades.
-        warnings.filterwarnings("ignore", module="nbgrader")
-        warnings.filterwarnings("ignore", message=".*not in session.*")
-        api = make_api(root, settings)
-        bar = tqdm(jobs, desc="autograde", unit="submission", disable=not progress or None)
-        for week, student in bar:
-            bar.set_postfix_str(f"{week} {student}")
-            results.append(_grade_one(api, root, week, student))
+    _ensure_released(root, sorted({week for week, _ in tasks}), settings)
+    bar = tqdm(total=len(tasks), desc="autograde", unit="submission", disable=not progress or None)
+    if jobs == 1:
+        results = []
+        with grading_environment(settings), _quiet_gradebook():
+            api = make_api(root, settings)
+            for week, student in tasks:
+                bar.set_postfix_str(f"{week} {student}")
+                results.append(_grade_one(api, root, week, student))
+                bar.update()
+    else:
+        results = _grade_in_workers(root, tasks, jobs, bar)
+    bar.close()
 
     _save_log(root, results)
     return results
 
 
+@contextlib.contextmanager
+def _quiet_gradebook():
+    with warnings.catch_warnings():
+        # nbgrader's gradebook code triggers SQLAlchemy autoflush warnings that are unrelated to the grades.
+        warnings.filterwarnings("ignore", module="nbgrader")
+        warnings.filterwarnings("ignore", message=".*not in session.*")
+        yield
+
+
+SCRATCH_DIR = ".grading"
+
+
+def _grade_in_workers(root: Path, tasks: list[tuple[str, str]], jobs: int, bar) -> list[SubmissionResult]:
+    """Grade TASKS in JOBS worker processes and merge each result into gradebook.db from this process."""
+    import concurrent.futures
+    import multiprocessing
+
+    scratch_root = root / SCRATCH_DIR
+    shutil.rmtree(scratch_root, ignore_errors=True)
+    results = {}
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        futures = {pool.submit(grade_in_scratch, str(root), week, student): (week, student) for week, student in tasks}
+        for future in concurrent.futures.as_completed(futures):
+            week, student = futures[future]
+            try:
+                result = future.result()
+            except Exception as error:  # a worker that crashed must not stop the batch
+                logger.error("worker grading %s/%s failed: %s", week, student, error)
+                result = SubmissionResult(week=week, student_id=student, status="failed",
+                                          problems=[f"grading worker failed: {error}"])
+            results[(week, student)] = _merge_result(root, scratch_root / week / student, result)
+            bar.set_postfix_str(f"{week} {student}")
+            bar.update()
+    shutil.rmtree(scratch_root, ignore_errors=True)
+    return [results[task] for task in tasks]
+
+
+def grade_in_scratch(root: str, week: str, student: str) -> SubmissionResult:
+    """Grade one submission in ROOT/.grading/WEEK/STUDENT, a scratch course with a copy of the gradebook.
+
+    Runs in a worker process (local or on a Dask cluster with the course folder on a shared file system).
+    It reads the course's source, release and the student's submitted folder and writes only in the scratch
+    folder, so workers never write to gradebook.db at the same time.
+    """
+    root_path = Path(root)
+    scratch = root_path / SCRATCH_DIR / week / student
+    shutil.rmtree(scratch, ignore_errors=True)
+    (scratch / "submitted" / student).mkdir(parents=True)
+    for name in ("source", "release"):
+        (scratch / name).symlink_to(root_path / name, target_is_directory=True)
+    (scratch / "submitted" / student / week).symlink_to(root_path / "submitted" / student / week,
+                                                        target_is_directory=True)
+    shutil.copy(root_path / "course.toml", scratch / "course.toml")
+    shutil.copy(root_path / "gradebook.db", scratch / "gradebook.db")
+
+    settings = load_settings(scratch)
+    with grading_environment(settings), _quiet_gradebook():
+        api = make_api(scratch, settings)
+        return _grade_one(api, scratch, week, student)
+
+
+def _merge_result(root: Path, scratch: Path, result: SubmissionResult) -> SubmissionResult:
+    """Copy a worker's grades and autograded files from its scratch course into the course; return RESULT."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    week, student = result.week, result.student_id
+    if result.status != "graded" or not (scratch / "gradebook.db").is_file():
+        _remove_stale_grade(root, week, student)
+        return result
+
+    with Gradebook(_db_url(scratch)) as source:
+        submission = source.find_submission(week, student)
+        timestamp = submission.timestamp
+        notebooks = [
+            (
+                notebook.name,
+                {g.name: (g.auto_score, g.manual_score, g.extra_credit, g.needs_manual_grade) for g in notebook.grades},
+                {c.name: c.auto_comment for c in notebook.comments},
+                notebook.late_submission_penalty,
+            )
+            for notebook in submission.notebooks
+        ]
+    with _quiet_gradebook(), Gradebook(_db_url(root)) as target:
+        target.update_or_create_student(student)
+        try:
+            target.remove_submission(week, student)
+        except MissingEntry:
+            pass
+        target.add_submission(week, student, timestamp=timestamp)
+        for name, grades, comments, penalty in notebooks:
+            notebook = target.find_submission_notebook(name, week, student)
+            for grade in notebook.grades:
+                grade.auto_score, grade.manual_score, grade.extra_credit, grade.needs_manual_grade = grades[grade.name]
+            for comment in notebook.comments:
+                comment.auto_comment = comments.get(comment.name)
+            notebook.late_submission_penalty = penalty
+        target.db.commit()
+
+    destination = root / "autograded" / student / week
+    shutil.rmtree(destination, ignore_errors=True)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(scratch / "autograded" / student / week, destination)
+    return result
+
+
 def _ensure_released(root: Path, weeks: list[str], settings: CourseSettings) -> None:
-    """Make sure the gradebook knows each week (its cells and points) before grading it."""
+    """Make sure the gradebook contains each week (its cells and points) before grading it."""
     from nbgrader.api import Gradebook, MissingEntry
 
     missing = []

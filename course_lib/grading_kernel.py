@@ -29,8 +29,8 @@ def _limit(kind: int, megabytes: int) -> None:
 def apply_limits() -> None:
     """Cap the kernel's heap (RLIMIT_DATA) and the size of any file it writes (RLIMIT_FSIZE).
 
-    An allocation past the memory cap raises MemoryError inside the kernel, which fails that cell only;
-    the machine and the other students' kernels are not affected.
+    An allocation past the memory cap raises MemoryError inside the kernel, which fails that cell only.
+    The machine and the other students' kernels are not affected.
     """
     _limit(resource.RLIMIT_DATA, int(os.environ.get(MEMORY_VARIABLE, "0")))
     _limit(resource.RLIMIT_FSIZE, int(os.environ.get(FILE_SIZE_VARIABLE, "0")))

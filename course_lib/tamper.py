@@ -31,7 +31,7 @@ SUSPICIOUS_CALLS = {
 # Attribute chains that are settings meant to be assigned (`pd.options.display.max_rows = 20`).
 SETTING_PREFIXES = ("pandas.options", "torch.backends", "matplotlib.rcParams", "numpy.random.seed")
 
-# Attributes of an object's internals; an answer has no need to touch them, a patch of a check does.
+# Attributes of an object's internals. Course exercises never need them, but patching a check does.
 INTERNAL_ATTRIBUTES = {"__dict__", "__code__", "__globals__", "__class__", "__closure__", "__builtins__"}
 
 # Text that points at the grader's files.

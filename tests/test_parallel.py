@@ -1,0 +1,98 @@
+"""Parallel grading: several workers, one writer to the gradebook, the same results as a sequential run."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import nbformat
+import pandas as pd
+import pytest
+
+from course_lib.grading import autograde, release
+from toy_course import CORRECT, fill_solutions, make_toy_course
+
+pytestmark = pytest.mark.slow
+
+STUDENTS = 10
+
+
+def _cell_scores(root) -> dict:
+    from nbgrader.api import Gradebook
+
+    scores = {}
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gradebook:
+        for submission in gradebook.find_assignment("week01").submissions:
+            for notebook in submission.notebooks:
+                for grade in notebook.grades:
+                    scores[(submission.student.id, grade.name)] = grade.score
+    return scores
+
+
+@pytest.fixture(scope="module")
+def courses(tmp_path_factory):
+    base = tmp_path_factory.mktemp("parallel")
+    sequential = make_toy_course(base / "sequential", timeout=4, deadline="2027-01-15T09:00:00+01:00")
+    release(sequential, ["week01"])
+    released = nbformat.read(str(sequential / "release" / "week01" / "week01.ipynb"), as_version=4)
+    kinds = [
+        CORRECT,
+        {"add": CORRECT["add"]},
+        {**CORRECT, "add": "def add(a, b)\n    return a + b"},
+        {**CORRECT, "scale": "while True:\n    pass"},
+        {},
+    ]
+    for index in range(STUDENTS):
+        folder = sequential / "submitted" / f"student{index:02d}" / "week01"
+        folder.mkdir(parents=True)
+        nbformat.write(fill_solutions(released, kinds[index % len(kinds)]), str(folder / "week01.ipynb"))
+        hour = 7 + index % 4  # some before and some after the 08:00 UTC deadline
+        (folder / "timestamp.txt").write_text(f"2027-01-15 {hour:02d}:30:00.000000 UTC", encoding="utf-8")
+    (sequential / "submitted" / "broken" / "week01").mkdir(parents=True)
+    (sequential / "submitted" / "broken" / "week01" / "week01.ipynb").write_text("not json", encoding="utf-8")
+
+    parallel = base / "parallel"
+    shutil.copytree(sequential, parallel)
+    autograde(sequential, ["week01"], progress=False)
+    run = subprocess.run([sys.executable, "-m", "course_lib.cli", "--root", str(parallel), "autograde", "--jobs", "2"],
+                         capture_output=True, text=True, check=False)
+    assert run.returncode == 1, run.stderr  # the broken submission cannot be graded
+    return sequential, parallel
+
+
+def test_same_grades_table(courses):
+    from course_lib.reports import grades_table
+
+    sequential, parallel = courses
+    pd.testing.assert_frame_equal(grades_table(sequential), grades_table(parallel))
+
+
+def test_same_cell_scores(courses):
+    sequential, parallel = courses
+    scores = _cell_scores(parallel)
+    assert len(scores) == 2 * STUDENTS
+    assert scores == _cell_scores(sequential)
+
+
+def test_late_flags_survive_merge(courses):
+    from course_lib.reports import grades_table
+
+    _, parallel = courses
+    table = grades_table(parallel).set_index("student_id")
+    assert bool(table.loc["student02", "late"])
+    assert not bool(table.loc["student00", "late"])
+
+
+def test_autograded_files_and_no_scratch(courses):
+    _, parallel = courses
+    assert len(list((parallel / "autograded").glob("*/week01/week01.ipynb"))) == STUDENTS
+    assert not (parallel / ".grading").exists()
+
+
+def test_jobs_must_be_positive(tmp_path):
+    root = make_toy_course(tmp_path)
+    run = subprocess.run([sys.executable, "-m", "course_lib.cli", "--root", str(root), "autograde", "--jobs", "0"],
+                         capture_output=True, text=True, check=False)
+    assert run.returncode == 2
+    assert "at least 1" in run.stderr
