@@ -72,7 +72,8 @@ def cmd_autograde(args) -> int:
     root = _root(args)
     weeks = resolve_weeks(root, args.weeks)
     print(f"grading {', '.join(weeks)} in {root}", file=sys.stderr)
-    results = autograde(root, weeks, students=args.student, progress=sys.stderr.isatty(), jobs=args.jobs)
+    results = autograde(root, weeks, students=args.student, progress=sys.stderr.isatty(), jobs=args.jobs,
+                        scheduler=args.scheduler)
     _print_results(results)
     failed = [r for r in results if r.status != "graded"]
     if failed:
@@ -217,6 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--student", action="append", metavar="ID", help="grade only this student (repeatable)")
     sub.add_argument("--jobs", type=int, default=1, metavar="N",
                      help="worker processes grading in parallel, one kernel each (default: 1)")
+    sub.add_argument("--scheduler", metavar="ADDRESS",
+                     help="grade on the workers of this Dask scheduler, such as tcp://10.0.0.5:8786; they must see "
+                          "the course folder at the same path (default: grade on this machine)")
     sub.set_defaults(func=cmd_autograde)
 
     sub = commands.add_parser("grades", help="write grades.csv: one row per student and week")

@@ -298,13 +298,14 @@ def _problems_from_log(log: str) -> list[str]:
 
 
 def autograde(root: Path, weeks: list[str], students: list[str] | None = None, progress: bool = True,
-              jobs: int = 1) -> list[SubmissionResult]:
+              jobs: int = 1, scheduler: str | None = None) -> list[SubmissionResult]:
     """Autograde every submission of WEEKS (or only those of STUDENTS) into the gradebook.
 
     A submission that cannot be graded is reported and the batch continues. Files under submitted/ are
     compared before and after, and any change is reported as an error. With JOBS above 1, submissions are
     graded in that many worker processes, each in a scratch copy of the course with its own gradebook, and
-    this process alone writes their results into gradebook.db.
+    this process alone writes their results into gradebook.db. With SCHEDULER, the address of a Dask
+    scheduler, the cluster's workers grade instead of local processes.
     """
     from tqdm import tqdm
 
@@ -329,7 +330,7 @@ def autograde(root: Path, weeks: list[str], students: list[str] | None = None, p
 
     _ensure_released(root, sorted({week for week, _ in tasks}), settings)
     bar = tqdm(total=len(tasks), desc="autograde", unit="submission", disable=not progress or None)
-    if jobs == 1:
+    if jobs == 1 and not scheduler:
         results = []
         with grading_environment(settings), _quiet_gradebook():
             api = make_api(root, settings)
@@ -338,7 +339,7 @@ def autograde(root: Path, weeks: list[str], students: list[str] | None = None, p
                 results.append(_grade_one(api, root, week, student))
                 bar.update()
     else:
-        results = _grade_in_workers(root, tasks, jobs, bar)
+        results = _grade_in_workers(root, tasks, jobs, bar, scheduler)
     bar.close()
 
     _save_log(root, results)
@@ -357,18 +358,37 @@ def _quiet_gradebook():
 SCRATCH_DIR = ".grading"
 
 
-def _grade_in_workers(root: Path, tasks: list[tuple[str, str]], jobs: int, bar) -> list[SubmissionResult]:
-    """Grade TASKS in JOBS worker processes and merge each result into gradebook.db from this process."""
-    import concurrent.futures
-    import multiprocessing
+def _grade_in_workers(root: Path, tasks: list[tuple[str, str]], jobs: int, bar,
+                      scheduler: str | None = None) -> list[SubmissionResult]:
+    """Grade TASKS in worker processes and merge each result into gradebook.db from this process.
 
+    The workers are JOBS local processes, or the workers of the Dask cluster at SCHEDULER, which must see
+    the course folder at the same path (a shared file system).
+    """
     scratch_root = root / SCRATCH_DIR
     shutil.rmtree(scratch_root, ignore_errors=True)
     results = {}
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        futures = {pool.submit(grade_in_scratch, str(root), week, student): (week, student) for week, student in tasks}
-        for future in concurrent.futures.as_completed(futures):
+    with contextlib.ExitStack() as stack:
+        if scheduler:
+            from distributed import Client, as_completed
+
+            try:
+                client = stack.enter_context(Client(scheduler, timeout="30s"))
+            except OSError as error:
+                raise CourseError(f"cannot reach the Dask scheduler at {scheduler}: {error}") from None
+            futures = {client.submit(grade_in_scratch, str(root), week, student, pure=False): (week, student)
+                       for week, student in tasks}
+            completed = as_completed(futures)
+        else:
+            import concurrent.futures
+            import multiprocessing
+
+            pool = stack.enter_context(concurrent.futures.ProcessPoolExecutor(
+                max_workers=jobs, mp_context=multiprocessing.get_context("spawn")))
+            futures = {pool.submit(grade_in_scratch, str(root), week, student): (week, student)
+                       for week, student in tasks}
+            completed = concurrent.futures.as_completed(futures)
+        for future in completed:
             week, student = futures[future]
             try:
                 result = future.result()

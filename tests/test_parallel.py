@@ -1,4 +1,4 @@
-"""Parallel grading: several workers, one writer to the gradebook, the same results as a sequential run."""
+"""Parallel grading on local workers and on a Dask cluster: one gradebook writer, the same results as in sequence."""
 
 from __future__ import annotations
 
@@ -54,40 +54,50 @@ def courses(tmp_path_factory):
 
     parallel = base / "parallel"
     shutil.copytree(sequential, parallel)
+    cluster = base / "cluster"
+    shutil.copytree(sequential, cluster)
     autograde(sequential, ["week01"], progress=False)
     run = subprocess.run([sys.executable, "-m", "course_lib.cli", "--root", str(parallel), "autograde", "--jobs", "2"],
                          capture_output=True, text=True, check=False)
     assert run.returncode == 1, run.stderr  # the broken submission cannot be graded
-    return sequential, parallel
+
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as local_cluster:
+        run = subprocess.run([sys.executable, "-m", "course_lib.cli", "--root", str(cluster), "autograde",
+                              "--scheduler", local_cluster.scheduler_address],
+                             capture_output=True, text=True, check=False)
+    assert run.returncode == 1, run.stderr
+    return sequential, parallel, cluster
 
 
-def test_same_grades_table(courses):
+@pytest.mark.parametrize("variant", [1, 2], ids=["local-workers", "dask-cluster"])
+def test_same_grades_table(courses, variant):
     from course_lib.reports import grades_table
 
-    sequential, parallel = courses
-    pd.testing.assert_frame_equal(grades_table(sequential), grades_table(parallel))
+    pd.testing.assert_frame_equal(grades_table(courses[0]), grades_table(courses[variant]))
 
 
-def test_same_cell_scores(courses):
-    sequential, parallel = courses
-    scores = _cell_scores(parallel)
+@pytest.mark.parametrize("variant", [1, 2], ids=["local-workers", "dask-cluster"])
+def test_same_cell_scores(courses, variant):
+    scores = _cell_scores(courses[variant])
     assert len(scores) == 2 * STUDENTS
-    assert scores == _cell_scores(sequential)
+    assert scores == _cell_scores(courses[0])
 
 
 def test_late_flags_survive_merge(courses):
     from course_lib.reports import grades_table
 
-    _, parallel = courses
-    table = grades_table(parallel).set_index("student_id")
+    table = grades_table(courses[1]).set_index("student_id")
     assert bool(table.loc["student02", "late"])
     assert not bool(table.loc["student00", "late"])
 
 
-def test_autograded_files_and_no_scratch(courses):
-    _, parallel = courses
-    assert len(list((parallel / "autograded").glob("*/week01/week01.ipynb"))) == STUDENTS
-    assert not (parallel / ".grading").exists()
+@pytest.mark.parametrize("variant", [1, 2], ids=["local-workers", "dask-cluster"])
+def test_autograded_files_and_no_scratch(courses, variant):
+    assert len(list((courses[variant] / "autograded").glob("*/week01/week01.ipynb"))) == STUDENTS
+    assert not (courses[variant] / ".grading").exists()
 
 
 def test_jobs_must_be_positive(tmp_path):
@@ -96,3 +106,14 @@ def test_jobs_must_be_positive(tmp_path):
                          capture_output=True, text=True, check=False)
     assert run.returncode == 2
     assert "at least 1" in run.stderr
+
+
+def test_unreachable_scheduler(tmp_path):
+    root = make_toy_course(tmp_path)
+    release(root, ["week01"])
+    (root / "submitted" / "ana" / "week01").mkdir(parents=True)
+    shutil.copy(root / "release" / "week01" / "week01.ipynb", root / "submitted" / "ana" / "week01" / "week01.ipynb")
+    run = subprocess.run([sys.executable, "-m", "course_lib.cli", "--root", str(root), "autograde",
+                          "--scheduler", "tcp://127.0.0.1:9"], capture_output=True, text=True, check=False)
+    assert run.returncode == 2
+    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in run.stderr
