@@ -1,7 +1,8 @@
 """Measure the course's time budgets and write them to BENCHMARKS.md.
 
-Measured: each week's reference notebook executed by plain `jupyter nbconvert --execute`; `course autograde`
-of the same notebook submitted by one student, and the ratio of the two; with `--suite`, the whole test suite.
+It measures each week's reference notebook executed by plain `jupyter nbconvert --execute`, and `course
+autograde` of the same notebook submitted by one student, with the ratio of the two. It also measures grading
+throughput with one and two workers and, with `--suite`, the whole test suite.
 Run it as `make benchmark` (one thread per process, as grading and CI run).
 """
 
@@ -132,7 +133,8 @@ def main() -> int:
         f"Budget: each reference notebook under {BUDGET_SECONDS:.0f} s. `nbconvert` is plain",
         "`jupyter nbconvert --to notebook --execute` of the source notebook, hidden tests included; `autograde` is",
         "`course autograde` of the same solutions submitted by one student (kernel start, nbgrader's sanitizing,",
-        "execution, gradebook writes).",
+        "execution, gradebook writes). The plain run also starts a new Python process and imports nbconvert,",
+        "which `course autograde` has already done, so it can take longer than grading.",
         "",
         "| week | nbconvert (s) | within budget | autograde (s) | autograde / nbconvert |",
         "| --- | ---: | --- | ---: | ---: |",
@@ -145,8 +147,8 @@ def main() -> int:
         "## Throughput",
         "",
         f"`course autograde --jobs N` on {args.cohort} reference submissions per week. Submissions per hour is",
-        "3600 / (seconds per submission); the last column extrapolates it to a cohort of 200 students",
-        "submitting weeks 1 and 2 (400 submissions), an estimate from these runs.",
+        "3600 / (seconds per submission). The lines under the table extrapolate it to a cohort of 200 students",
+        "submitting weeks 1 and 2 (400 submissions): an estimate from these runs, not a measurement.",
         "",
         "| week | workers | seconds | seconds per submission | submissions per hour |",
         "| --- | ---: | ---: | ---: | ---: |",

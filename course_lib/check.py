@@ -8,6 +8,7 @@ from pathlib import Path
 
 from course_lib.notebooks import grade_id, is_grade_cell, is_solution_cell, read_notebook, strip_hidden_tests
 from course_lib.paths import REPO_ROOT
+from course_lib.torch_errors import explain as explain_torch_error
 
 
 @dataclass
@@ -42,7 +43,9 @@ def _first_error(cell) -> str:
             if output.get("ename") in ("KeyboardInterrupt", "CellTimeoutError"):
                 return "timed out: the cell ran past the time limit and was interrupted (an endless loop?)"
             text = f"{output.get('ename', 'Error')}: {output.get('evalue', '')}".strip()
-            return (text.splitlines() or ["error"])[0][:200]
+            first_line = (text.splitlines() or ["error"])[0][:200]
+            hint = explain_torch_error(text)
+            return f"{first_line} ({hint})" if hint else first_line
     return ""
 
 

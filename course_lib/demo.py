@@ -39,7 +39,7 @@ def demo_mistakes(week: str) -> list[tuple[str, str, str]]:
 def build_submission(source_nb, release_nb, kind: str, mistakes=()) -> nbformat.NotebookNode:
     """Return the released notebook as a student of KIND would submit it.
 
-    `untouched` is the release as is; `reference` fills every solution cell with the reference code;
+    `untouched` is the release as is. `reference` fills every solution cell with the reference code, and
     `mistakes` does the same, then applies the (grade_id, old, new) replacements.
     """
     if kind not in ("reference", "untouched", "mistakes"):

@@ -28,6 +28,7 @@ from course_lib.notebooks import (
 from course_lib.paths import REPO_ROOT, week_name
 from course_lib.settings import CourseSettings, load_settings, nbgrader_config
 from course_lib.tamper import scan_notebook
+from course_lib.torch_errors import explain as explain_torch_error
 
 logger = logging.getLogger(__name__)
 
@@ -224,14 +225,25 @@ def _precheck(folder: Path, week: str) -> list[str]:
 
 
 def _missing_cells(root: Path, notebook_path: Path, week: str) -> list[str]:
-    """Return a message for each answer or test cell of the release that the submission lacks."""
+    """Return a message for each cell of the release that the submission lacks, copies or has edited.
+
+    nbgrader restores locked cells from the gradebook before running them, so an edited test cell cannot
+    change a grade. The edit is still reported, since nbgrader's own checksum warning fires for every cell
+    with hidden tests and so cannot tell an edit apart.
+    """
     release_path = root / "release" / week / f"{week}.ipynb"
     if not release_path.is_file():
         return []
-    names = [grade_id(c) for c in read_notebook(notebook_path).cells if grade_id(c)]
+    submitted_cells = [c for c in read_notebook(notebook_path).cells if grade_id(c)]
+    names = [grade_id(c) for c in submitted_cells]
+    last_copy = {grade_id(c): c for c in submitted_cells}
     problems = []
     for cell in read_notebook(release_path).cells:
         name = grade_id(cell)
+        if name in last_copy and nbgrader_metadata(cell).get("locked"):
+            edited = last_copy[name]
+            if edited.cell_type != cell.cell_type or edited.source.strip() != cell.source.strip():
+                problems.append(f"test cell {name} was edited by the student; the original was graded")
         if not name or name in names:
             continue
         if nbgrader_metadata(cell).get("locked"):
@@ -264,6 +276,9 @@ def _cell_problems(notebook_path: Path) -> list[str]:
             # Grading interrupts a cell only when it runs past the time limit.
             message = "timed out: the cell ran past the time limit and was interrupted (an endless loop?)"
         first_line = (message.splitlines() or ["error"])[0][:300]
+        hint = explain_torch_error(message)
+        if hint:
+            first_line = f"{first_line} ({hint})"
         if is_grade_cell(cell):
             test_problems.append(f"{grade_id(cell)}: {first_line}")
         elif is_solution_cell(cell):

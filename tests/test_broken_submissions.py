@@ -70,6 +70,21 @@ def _cases(released) -> dict:
     for cell in cases["edited_test_cell"].cells:
         if _grade_id(cell) == "test_add":
             cell.source = "5.0"  # a lone number would read as partial credit if the edit survived
+    # Error display switched off three ways; the failed test must still count as failed.
+    silencing = {
+        "showtraceback_off": "get_ipython().showtraceback = lambda *args, **kwargs: None\n",
+        "custom_exception_handler": ("get_ipython().set_custom_exc((Exception,), "
+                                     "lambda shell, etype, value, tb, tb_offset=None: None)\n"),
+        "excepthook_off": "import sys\nsys.excepthook = lambda *args: None\n",
+    }
+    for name, prefix in silencing.items():
+        cases[name] = _answers(released, add=prefix + "def add(a, b):\n    return 0")
+    cases["tensors_on_two_devices"] = _answers(released, add=(
+        "import torch\n\ndef add(a, b):\n"
+        "    return float(torch.tensor([a]) + torch.tensor([b], device='meta'))"))
+    cases["mixed_dtypes"] = _answers(released, add=(
+        "import torch\n\ndef add(a, b):\n"
+        "    return float(torch.tensor([a], dtype=torch.float64) @ torch.tensor([b], dtype=torch.float32))"))
     cases["syntax_error"] = _answers(released, add="def add(a, b)\n    return a + b")
     cases["exception"] = _answers(released, add="raise RuntimeError('boom')")
     cases["infinite_loop"] = _answers(released, scale="while True:\n    pass")
@@ -113,10 +128,15 @@ EXPECTED = {
     "deleted_first_cell": (5, None),
     "answer_cell_copied_after": (5, "cell add appears 2 times (copied?)"),
     "test_cell_copied_before": (5, "cell test_add appears 2 times"),
-    "test_cell_made_markdown": (5, None),
+    "test_cell_made_markdown": (5, "test cell test_add was edited by the student"),
     "cell_inserted": (5, None),
     "cells_reordered": (5, None),
-    "edited_test_cell": (3, "test_add: AssertionError"),
+    "edited_test_cell": (3, "test cell test_add was edited by the student; the original was graded"),
+    "showtraceback_off": (3, "test_add"),
+    "custom_exception_handler": (3, "test_add"),
+    "excepthook_off": (3, "test_add"),
+    "tensors_on_two_devices": (3, "tensors are on different devices (meta and cpu)"),
+    "mixed_dtypes": (3, "tensors have different dtypes (float64 and float32)"),
     "syntax_error": (3, "answer cell add: SyntaxError"),
     "exception": (3, "answer cell add: RuntimeError: boom"),
     "infinite_loop": (2, "answer cell scale: timed out"),

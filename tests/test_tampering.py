@@ -34,6 +34,9 @@ ATTACKS = {
     "patch_numpy": "import numpy\nnumpy.allclose = lambda *args, **kwargs: True\nnumpy.isclose = lambda *a, **k: True\n",
     "replace_module": "import sys, types\nsys.modules['autograder.week01'] = types.SimpleNamespace(check_entropy=print)\n",
     "read_checks": "source = open('autograder/week01.py').read()\n",
+    "patch_builtins": "import builtins\nbuiltins.abs = lambda x: 0\nbuiltins.all = lambda values: True\n",
+    "patch_torch": ("import torch\ntorch.allclose = lambda *args, **kwargs: True\n"
+                    "torch.testing.assert_close = lambda *args, **kwargs: None\n"),
 }
 
 
@@ -91,7 +94,7 @@ def test_clean_submission_not_flagged(graded):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["swap_check", "patch_numpy", "replace_module"])
+@pytest.mark.parametrize("kind", ["swap_check", "patch_numpy", "replace_module", "patch_builtins", "patch_torch"])
 def test_attack_earns_no_points(graded, kind):
     root, _ = graded
     assert _entropy_points(root, kind) == 0
