@@ -115,7 +115,8 @@ def cmd_milestones(args) -> int:
 
 
 def cmd_feedback(args) -> int:
-    from course_lib.grading import feedback, resolve_weeks, ungraded_submissions
+    from course_lib.feedback import feedback, ungraded_submissions
+    from course_lib.grading import resolve_weeks
 
     root = _root(args)
     weeks = resolve_weeks(root, args.weeks)
@@ -161,7 +162,8 @@ def cmd_check(args) -> int:
 
 def cmd_demo(args) -> int:
     from course_lib.demo import DEMO_WEEKS, check_expectations, prepare_course
-    from course_lib.grading import autograde, feedback, resolve_weeks
+    from course_lib.feedback import feedback
+    from course_lib.grading import autograde, resolve_weeks
     from course_lib.reports import grades_table
 
     course_dir = Path(args.dir).resolve()

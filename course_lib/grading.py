@@ -84,11 +84,7 @@ def make_api(root: Path, settings: CourseSettings | None = None):
     from nbgrader.apps import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
 
-    # nbgrader runs the `alembic` executable to check the gradebook schema; it lies beside this Python.
-    bin_dir = str(Path(sys.executable).parent)
-    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
-        os.environ["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
-
+    _put_alembic_on_path()
     config = nbgrader_config(root, settings)
     coursedir = CourseDirectory(config=config)
     # The API looks for the exchange folder when it starts and logs a critical message if it is missing.
@@ -160,7 +156,15 @@ def _record_deadlines(root: Path, settings: CourseSettings) -> None:
             gradebook.update_or_create_assignment(week, duedate=utc)
 
 
+def _put_alembic_on_path() -> None:
+    """Add this Python's scripts folder to PATH: nbgrader runs `alembic` from there to create a gradebook."""
+    bin_dir = str(Path(sys.executable).parent)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
+
+
 def _db_url(root: Path) -> str:
+    _put_alembic_on_path()
     return f"sqlite:///{Path(root).resolve() / 'gradebook.db'}"
 
 
@@ -354,7 +358,9 @@ def autograde(root: Path, weeks: list[str], students: list[str] | None = None, p
                 results.append(_grade_one(api, root, week, student))
                 bar.update()
     else:
-        results = _grade_in_workers(root, tasks, jobs, bar, scheduler)
+        from course_lib.workers import grade_in_workers
+
+        results = grade_in_workers(root, tasks, jobs, bar, scheduler)
     bar.close()
 
     _save_log(root, results)
@@ -368,122 +374,6 @@ def _quiet_gradebook():
         warnings.filterwarnings("ignore", module="nbgrader")
         warnings.filterwarnings("ignore", message=".*not in session.*")
         yield
-
-
-SCRATCH_DIR = ".grading"
-
-
-def _grade_in_workers(root: Path, tasks: list[tuple[str, str]], jobs: int, bar,
-                      scheduler: str | None = None) -> list[SubmissionResult]:
-    """Grade TASKS in worker processes and merge each result into gradebook.db from this process.
-
-    The workers are JOBS local processes, or the workers of the Dask cluster at SCHEDULER, which must see
-    the course folder at the same path (a shared file system).
-    """
-    scratch_root = root / SCRATCH_DIR
-    shutil.rmtree(scratch_root, ignore_errors=True)
-    results = {}
-    with contextlib.ExitStack() as stack:
-        if scheduler:
-            from distributed import Client, as_completed
-
-            try:
-                client = stack.enter_context(Client(scheduler, timeout="30s"))
-            except OSError as error:
-                raise CourseError(f"cannot reach the Dask scheduler at {scheduler}: {error}") from None
-            futures = {client.submit(grade_in_scratch, str(root), week, student, pure=False): (week, student)
-                       for week, student in tasks}
-            completed = as_completed(futures)
-        else:
-            import concurrent.futures
-            import multiprocessing
-
-            pool = stack.enter_context(concurrent.futures.ProcessPoolExecutor(
-                max_workers=jobs, mp_context=multiprocessing.get_context("spawn")))
-            futures = {pool.submit(grade_in_scratch, str(root), week, student): (week, student)
-                       for week, student in tasks}
-            completed = concurrent.futures.as_completed(futures)
-        for future in completed:
-            week, student = futures[future]
-            try:
-                result = future.result()
-            except Exception as error:  # a worker that crashed must not stop the batch
-                logger.error("worker grading %s/%s failed: %s", week, student, error)
-                result = SubmissionResult(week=week, student_id=student, status="failed",
-                                          problems=[f"grading worker failed: {error}"])
-            results[(week, student)] = _merge_result(root, scratch_root / week / student, result)
-            bar.set_postfix_str(f"{week} {student}")
-            bar.update()
-    shutil.rmtree(scratch_root, ignore_errors=True)
-    return [results[task] for task in tasks]
-
-
-def grade_in_scratch(root: str, week: str, student: str) -> SubmissionResult:
-    """Grade one submission in ROOT/.grading/WEEK/STUDENT, a scratch course with a copy of the gradebook.
-
-    Runs in a worker process (local or on a Dask cluster with the course folder on a shared file system).
-    It reads the course's source, release and the student's submitted folder and writes only in the scratch
-    folder, so workers never write to gradebook.db at the same time.
-    """
-    root_path = Path(root)
-    scratch = root_path / SCRATCH_DIR / week / student
-    shutil.rmtree(scratch, ignore_errors=True)
-    (scratch / "submitted" / student).mkdir(parents=True)
-    for name in ("source", "release"):
-        (scratch / name).symlink_to(root_path / name, target_is_directory=True)
-    (scratch / "submitted" / student / week).symlink_to(root_path / "submitted" / student / week,
-                                                        target_is_directory=True)
-    shutil.copy(root_path / "course.toml", scratch / "course.toml")
-    shutil.copy(root_path / "gradebook.db", scratch / "gradebook.db")
-
-    settings = load_settings(scratch)
-    with grading_environment(settings), _quiet_gradebook():
-        api = make_api(scratch, settings)
-        return _grade_one(api, scratch, week, student)
-
-
-def _merge_result(root: Path, scratch: Path, result: SubmissionResult) -> SubmissionResult:
-    """Copy a worker's grades and autograded files from its scratch course into the course; return RESULT."""
-    from nbgrader.api import Gradebook, MissingEntry
-
-    week, student = result.week, result.student_id
-    if result.status != "graded" or not (scratch / "gradebook.db").is_file():
-        _remove_stale_grade(root, week, student)
-        return result
-
-    with Gradebook(_db_url(scratch)) as source:
-        submission = source.find_submission(week, student)
-        timestamp = submission.timestamp
-        notebooks = [
-            (
-                notebook.name,
-                {g.name: (g.auto_score, g.manual_score, g.extra_credit, g.needs_manual_grade) for g in notebook.grades},
-                {c.name: c.auto_comment for c in notebook.comments},
-                notebook.late_submission_penalty,
-            )
-            for notebook in submission.notebooks
-        ]
-    with _quiet_gradebook(), Gradebook(_db_url(root)) as target:
-        target.update_or_create_student(student)
-        try:
-            target.remove_submission(week, student)
-        except MissingEntry:
-            pass
-        target.add_submission(week, student, timestamp=timestamp)
-        for name, grades, comments, penalty in notebooks:
-            notebook = target.find_submission_notebook(name, week, student)
-            for grade in notebook.grades:
-                grade.auto_score, grade.manual_score, grade.extra_credit, grade.needs_manual_grade = grades[grade.name]
-            for comment in notebook.comments:
-                comment.auto_comment = comments.get(comment.name)
-            notebook.late_submission_penalty = penalty
-        target.db.commit()
-
-    destination = root / "autograded" / student / week
-    shutil.rmtree(destination, ignore_errors=True)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(scratch / "autograded" / student / week, destination)
-    return result
 
 
 def _ensure_released(root: Path, weeks: list[str], settings: CourseSettings) -> None:
@@ -589,76 +479,3 @@ def load_grading_log(root: Path) -> dict[str, dict]:
     if not path.is_file():
         return {}
     return json.loads(path.read_text(encoding="utf-8"))
-
-
-# Text that must never reach a student: the hidden-test markers and paths into the grader's package.
-LEAK_MARKERS = ("BEGIN HIDDEN TESTS", "END HIDDEN TESTS", f"{os.sep}autograder{os.sep}")
-
-
-def _hidden_lines(root: Path, week: str) -> list[str]:
-    """Lines of the week's hidden-test blocks long enough to identify them in a feedback page."""
-    path = root / "source" / week / f"{week}.ipynb"
-    if not path.is_file():
-        return []
-    lines = []
-    for cell in read_notebook(path).cells:
-        inside = False
-        for line in cell.source.split("\n"):
-            if "BEGIN HIDDEN TESTS" in line:
-                inside = True
-            elif "END HIDDEN TESTS" in line:
-                inside = False
-            elif inside and len(line.strip()) >= 20:
-                lines.append(line.strip())
-    return lines
-
-
-def feedback(root: Path, weeks: list[str], students: list[str] | None = None) -> tuple[list[Path], list[str]]:
-    """Generate feedback HTML for every autograded submission of WEEKS; return written files and problems.
-
-    Each page is scanned afterwards for the hidden-test markers, paths into `autograder/` and the lines of
-    the hidden tests. A page that contains any of them is deleted and reported with the text found. A student
-    who quoted the hidden tests in their own code is reported the same way, which is also worth a look.
-    """
-    import html as html_lib
-
-    root = Path(root).resolve()
-    api = make_api(root)
-    written, problems = [], []
-    for week in weeks:
-        markers = list(LEAK_MARKERS) + _hidden_lines(root, week)
-        graded = sorted(p.parent.name for p in (root / "autograded").glob(f"*/{week}") if p.is_dir())
-        if students:
-            graded = [s for s in graded if s in students]
-        for student in graded:
-            outcome = api.generate_feedback(week, student, force=True)
-            if not outcome.get("success"):
-                reason = (_problems_from_log(outcome.get("log", "")) or ["nbgrader gave no reason"])[0]
-                problems.append(f"{week}/{student}: feedback failed: {reason}")
-                continue
-            for page in sorted((root / "feedback" / student / week).glob("*.html")):
-                text = html_lib.unescape(page.read_text(encoding="utf-8", errors="replace"))
-                leaked = [marker for marker in markers if marker in text]
-                if leaked:
-                    page.unlink()
-                    problems.append(f"{week}/{student}: feedback withheld, it contains hidden-test text: {leaked[0]!r}")
-                else:
-                    written.append(page)
-    return written, problems
-
-
-def ungraded_submissions(root: Path, weeks: list[str], students: list[str] | None = None) -> list[str]:
-    """Return one line per submission that has no autograded notebook, with the reason from the grading log."""
-    root = Path(root).resolve()
-    log = load_grading_log(root)
-    lines = []
-    for week in weeks:
-        for student in submissions(root, week):
-            if students and student not in students:
-                continue
-            if (root / "autograded" / student / week).is_dir():
-                continue
-            entry = log.get(f"{week}/{student}", {})
-            reason = "; ".join(entry.get("problems", [])) or "not graded yet: run `course autograde`"
-            lines.append(f"{week}/{student}: no feedback, {reason}")
-    return lines

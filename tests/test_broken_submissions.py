@@ -231,7 +231,7 @@ def test_stored_output_stays_small(graded):
 
 
 def test_feedback_small_and_clean(graded):
-    from course_lib.grading import feedback
+    from course_lib.feedback import feedback
 
     written, problems = feedback(graded["root"], ["week01"], students=["one_huge_line", "many_lines", "edited_test_cell"])
     assert problems == []

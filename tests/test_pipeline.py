@@ -12,7 +12,8 @@ import nbformat
 import pandas as pd
 import pytest
 
-from course_lib.grading import autograde, feedback, release
+from course_lib.feedback import feedback
+from course_lib.grading import autograde, release
 from course_lib.nbgrader_ext import HideGraderTracebacks, KeepStderrOutOfGrades
 from course_lib.reports import grades_table
 from toy_course import CORRECT, fill_solutions, make_toy_course
@@ -325,3 +326,20 @@ def test_check_rejects_non_notebooks(tmp_path, name, fragment):
     run = _course("check", str(target))
     assert run.returncode == 2
     assert fragment in run.stderr
+
+
+def test_autograde_before_release_with_bare_path(tmp_path):
+    # The instructor skipped `course release` and runs the venv's `course` without activating the venv.
+    import os
+
+    root = make_toy_course(tmp_path / "course")
+    scratch = make_toy_course(tmp_path / "scratch")
+    release(scratch, ["week01"])
+    released = nbformat.read(str(scratch / "release" / "week01" / "week01.ipynb"), as_version=4)
+    _submit(root, "ana", fill_solutions(released, CORRECT))
+    course = str(Path(sys.executable).parent / "course")
+    run = subprocess.run([course, "--root", str(root), "autograde"], capture_output=True, text=True,
+                         env=dict(os.environ, PATH="/usr/bin:/bin"), check=False)
+    assert run.returncode == 0, run.stderr
+    assert "5 / 5" in run.stdout
+    assert (root / "release" / "week01" / "week01.ipynb").is_file()
