@@ -27,7 +27,7 @@ from course_lib.notebooks import (
 )
 from course_lib.paths import REPO_ROOT, week_name
 from course_lib.settings import CourseSettings, load_settings, nbgrader_config
-from course_lib.tamper import scan_notebook
+from course_lib.tamper import scan_folder, scan_notebook
 from course_lib.torch_errors import explain as explain_torch_error
 
 logger = logging.getLogger(__name__)
@@ -413,6 +413,7 @@ def _grade_one(api, root: Path, week: str, student: str) -> SubmissionResult:
     else:
         result.problems = _missing_cells(root, folder / f"{week}.ipynb", week)
         result.flags = [str(finding) for finding in scan_notebook(read_notebook(folder / f"{week}.ipynb"))]
+        result.flags += scan_folder(folder)
         outcome = api.autograde(week, student, force=True, create=True)
         if not outcome.get("success"):
             result.status = "failed"

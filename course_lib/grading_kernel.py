@@ -12,6 +12,7 @@ import json
 import os
 import resource
 import sys
+import threading
 import types
 from pathlib import Path
 
@@ -72,6 +73,8 @@ class _ReadOnlyLoader(importlib.abc.Loader):
     def exec_module(self, module):
         self._loader.exec_module(module)
         _REAL_MODULES[module.__name__] = module
+        # A check's globals could be rewritten through a frame; the snapshot lets the next cell undo it.
+        _MODULE_SNAPSHOTS[module.__name__] = dict(vars(module))
         # Submodules are set on the package by the import system after this, so packages stay writable.
         if not hasattr(module, "__path__"):
             module.__class__ = _ReadOnlyModule
@@ -81,11 +84,15 @@ def protect_grader_modules() -> None:
     sys.meta_path.insert(0, _ProtectGraderModules())
 
 
-# The autograder modules as first imported, so a replacement in sys.modules can be undone.
+# The autograder modules as first imported, and their globals then, so a replacement can be undone.
 _REAL_MODULES: dict[str, types.ModuleType] = {}
+_MODULE_SNAPSHOTS: dict[str, dict] = {}
 
 # Modules whose functions the hidden checks compare with; their attributes are restored before every cell.
-GUARDED_MODULES = ("builtins", "math", "numpy", "numpy.testing", "torch", "torch.testing", "torch.nn.functional")
+GUARDED_MODULES = (
+    "builtins", "math", "numpy", "numpy.testing", "torch", "torch.testing", "torch.nn.functional",
+    "scipy", "scipy.stats", "scipy.special",
+)
 
 
 def install_guard() -> None:
@@ -103,8 +110,17 @@ def install_guard() -> None:
     for name in GUARDED_MODULES:
         module = importlib.import_module(name)
         snapshots.append((vars(module), dict(vars(module))))
+    # The package is imported now, before any student code, so its submodules always load from its own folder.
+    package = importlib.import_module("autograder")
+    _REAL_MODULES["autograder"] = package
+    package_path = list(package.__path__)
 
     def restore(*args, **kwargs):
+        # A tracer or profiler installed by an earlier cell could rewrite a check's locals as it runs.
+        sys.settrace(None)
+        sys.setprofile(None)
+        threading.settrace(None)
+        threading.setprofile(None)
         for namespace, original in snapshots:
             for key, value in original.items():
                 if namespace.get(key, _MISSING) is not value:
@@ -115,8 +131,38 @@ def install_guard() -> None:
                 del sys.modules[name]
         for name, module in _REAL_MODULES.items():
             sys.modules[name] = module
+            if name in _MODULE_SNAPSHOTS:
+                namespace = vars(module)
+                for key, value in _MODULE_SNAPSHOTS[name].items():
+                    if namespace.get(key, _MISSING) is not value:
+                        namespace[key] = value
+        package.__path__[:] = package_path
 
-    get_ipython().events.register("pre_run_cell", restore)
+    shell = get_ipython()
+    shell.events.register("pre_run_cell", restore)
+    _guard_input_transformers(shell)
+
+
+def _guard_input_transformers(shell) -> None:
+    """Reset IPython's input transformers before every cell is transformed.
+
+    A transformer added by student code could delete the hidden-test lines of the cells after it. The
+    transformation runs before the `pre_run_cell` event, so `restore` would come too late for it.
+    """
+    manager = shell.input_transformer_manager
+    cleanup = list(manager.cleanup_transforms)
+    line = list(manager.line_transforms)
+    post = list(shell.input_transformers_post)
+    transform = shell.transform_cell
+
+    def guarded_transform(raw_cell):
+        shell.input_transformer_manager = manager
+        manager.cleanup_transforms[:] = cleanup
+        manager.line_transforms[:] = line
+        shell.input_transformers_post[:] = post
+        return transform(raw_cell)
+
+    shell.transform_cell = guarded_transform
 
 
 _MISSING = object()
@@ -127,7 +173,9 @@ def write_kernel_spec(folder: Path) -> Path:
     spec_dir = Path(folder) / "kernels" / KERNEL_NAME
     spec_dir.mkdir(parents=True, exist_ok=True)
     spec = {
-        "argv": [sys.executable, "-m", "course_lib.grading_kernel", "-f", "{connection_file}"],
+        # -P keeps the submission's folder off sys.path, so files a student submits beside the notebook
+        # (an `autograder/` or `course_lib/` folder) cannot shadow the course's packages.
+        "argv": [sys.executable, "-P", "-m", "course_lib.grading_kernel", "-f", "{connection_file}"],
         "display_name": "Python 3 (course grader)",
         "language": "python",
         "metadata": {"debugger": False},

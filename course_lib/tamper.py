@@ -16,7 +16,15 @@ from course_lib.notebooks import grade_id, nbgrader_metadata
 # Modules whose functions the hidden checks call; assigning to their attributes changes what a check computes.
 PROTECTED_MODULES = {
     "numpy", "torch", "math", "scipy", "sklearn", "builtins", "autograder", "sys", "importlib", "os",
-    "pandas", "statistics", "operator", "functools", "inspect", "unittest", "pytest",
+    "pandas", "statistics", "operator", "functools", "inspect", "unittest", "pytest", "IPython", "course_lib",
+}
+
+# Names that reach the interpreter's frames, tracing or the notebook shell; with them, code can rewrite a
+# check while it runs.
+INTROSPECTION_NAMES = {
+    "currentframe", "_getframe", "settrace", "setprofile", "addaudithook", "getouterframes",
+    "get_ipython", "input_transformers_post", "input_transformers_cleanup", "set_custom_exc", "showtraceback",
+    "f_globals", "f_locals", "f_back", "f_builtins", "tb_frame", "gi_frame", "cr_frame",
 }
 
 # Names whose use in an answer has no place in the course's exercises and a clear use in tampering.
@@ -52,8 +60,8 @@ class Finding:
 
 
 class _Scanner(ast.NodeVisitor):
-    def __init__(self) -> None:
-        self.module_aliases: dict[str, str] = {}
+    def __init__(self, module_aliases: dict[str, str] | None = None) -> None:
+        self.module_aliases: dict[str, str] = dict(module_aliases or {})
         self.findings: list[tuple[int, str]] = []
 
     def _flag(self, node: ast.AST, reason: str) -> None:
@@ -75,6 +83,12 @@ class _Scanner(ast.NodeVisitor):
             self._flag(node, "imports the hidden checks (autograder)")
         if root == "builtins":
             self._flag(node, "imports from builtins")
+        for alias in node.names:
+            if alias.name in INTROSPECTION_NAMES:
+                self._flag(node, f"imports {alias.name} from {node.module}")
+            if root in PROTECTED_MODULES and alias.name in PROTECTED_MODULES | {"stats", "testing", "special"}:
+                # `from scipy import stats` binds a module, so assignments to its attributes count too.
+                self.module_aliases[alias.asname or alias.name] = root
         self.generic_visit(node)
 
     def _protected_base(self, target: ast.AST) -> str | None:
@@ -121,12 +135,19 @@ class _Scanner(ast.NodeVisitor):
     def visit_Attribute(self, node: ast.Attribute) -> None:
         if node.attr in INTERNAL_ATTRIBUTES:
             self._flag(node, f"uses the internal attribute {node.attr}")
+        if node.attr in INTROSPECTION_NAMES:
+            self._flag(node, f"uses {node.attr}, which reaches frames, tracing or the notebook shell")
         if node.attr == "__setattr__" and isinstance(node.value, ast.Name) and node.value.id == "object":
             self._flag(node, "calls object.__setattr__")
         self.generic_visit(node)
 
     def visit_Assign(self, node: ast.Assign) -> None:
         self._check_targets(node, node.targets)
+        # `m = numpy` makes m another name for the module.
+        if isinstance(node.value, ast.Name) and node.value.id in self.module_aliases:
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    self.module_aliases[target.id] = self.module_aliases[node.value.id]
         self.generic_visit(node)
 
     def visit_AugAssign(self, node: ast.AugAssign) -> None:
@@ -139,6 +160,9 @@ class _Scanner(ast.NodeVisitor):
 
     def visit_Call(self, node: ast.Call) -> None:
         func = node.func
+        if isinstance(func, ast.Name) and func.id == "vars" and node.args:
+            if self._protected_base(ast.Attribute(value=node.args[0], attr="x")):
+                self._flag(node, f"calls vars() on the module {ast.unparse(node.args[0])}")
         if isinstance(func, ast.Name) and func.id in SUSPICIOUS_CALLS:
             if func.id in ("setattr", "delattr"):
                 if node.args and self._protected_base(ast.Attribute(value=node.args[0], attr="x")):
@@ -159,8 +183,8 @@ class _Scanner(ast.NodeVisitor):
         self.generic_visit(node)
 
     def visit_Name(self, node: ast.Name) -> None:
-        if node.id == "get_ipython":
-            self._flag(node, "uses get_ipython(), which can change how cells run")
+        if node.id in INTROSPECTION_NAMES:
+            self._flag(node, f"uses {node.id}, which reaches frames, tracing or the notebook shell")
         self.generic_visit(node)
 
     def visit_Constant(self, node: ast.Constant) -> None:
@@ -168,21 +192,53 @@ class _Scanner(ast.NodeVisitor):
             self._flag(node, f"refers to the grader's files ({node.value[:60]!r})")
 
 
+def _parse(cell) -> ast.Module | None:
+    # IPython magics and shell escapes are not Python.
+    source = "\n".join(line for line in cell.source.split("\n") if not line.lstrip().startswith(("%", "!")))
+    try:
+        return ast.parse(source)
+    except SyntaxError:
+        return None  # grading reports the syntax error itself
+
+
 def scan_notebook(notebook) -> list[Finding]:
-    """Return the suspicious constructs in the code cells that are not locked."""
+    """Return the suspicious constructs in the code cells that are not locked.
+
+    Imports anywhere in the notebook count, so `np` imported in the first cell is known in every later one.
+    """
+    aliases: dict[str, str] = {}
+    for cell in notebook.cells:
+        tree = _parse(cell) if cell.cell_type == "code" else None
+        if tree is not None:
+            collector = _Scanner()
+            collector.visit(tree)
+            aliases.update(collector.module_aliases)
+
     findings = []
     for index, cell in enumerate(notebook.cells, start=1):
         if cell.cell_type != "code" or nbgrader_metadata(cell).get("locked"):
             continue
+        tree = _parse(cell)
+        if tree is None:
+            continue
         label = f"cell {grade_id(cell)}" if grade_id(cell) else f"cell {index}"
-        source = "\n".join(
-            line for line in cell.source.split("\n") if not line.lstrip().startswith(("%", "!"))
-        )  # IPython magics and shell escapes are not Python
-        try:
-            tree = ast.parse(source)
-        except SyntaxError:
-            continue  # grading reports the syntax error itself
-        scanner = _Scanner()
+        scanner = _Scanner(aliases)
         scanner.visit(tree)
         findings.extend(Finding(label, line, reason) for line, reason in sorted(set(scanner.findings)))
+    return findings
+
+
+def scan_folder(folder) -> list[str]:
+    """Return a finding for each Python file or folder submitted beside the notebook.
+
+    The grading kernel keeps the submission folder off sys.path, so such files cannot shadow the course's
+    packages, but nothing in the course asks for them.
+    """
+    from pathlib import Path
+
+    findings = []
+    for path in sorted(Path(folder).iterdir()):
+        if path.is_dir() or path.suffix in (".py", ".pth", ".so"):
+            findings.append(f"possible tampering: the submission contains {path.name}{'/' if path.is_dir() else ''}, "
+                            "code beside the notebook")
     return findings

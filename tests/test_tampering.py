@@ -37,6 +37,25 @@ ATTACKS = {
     "patch_builtins": "import builtins\nbuiltins.abs = lambda x: 0\nbuiltins.all = lambda values: True\n",
     "patch_torch": ("import torch\ntorch.allclose = lambda *args, **kwargs: True\n"
                     "torch.testing.assert_close = lambda *args, **kwargs: None\n"),
+    "patch_scipy": ("import scipy.stats\n_right = scipy.stats.entropy\n"
+                    "scipy.stats.entropy = lambda p, base=None, axis=-1, **kwargs: entropy(p, base=base)\n"),
+    "input_transformer": ("import IPython\nIPython.get_ipython().input_transformers_post.append(\n"
+                          "    lambda lines: [line for line in lines if 'check_' not in line])\n"),
+    "tracer": ("import sys\nfrom sys import settrace\n\ndef tracer(frame, event, arg):\n"
+               "    return tracer\n\nsettrace(tracer)\n"),
+    # Patches made while the check runs cannot be undone before it compares; they must be flagged.
+    "alias_at_call": ("import numpy\nm = numpy\n\ndef entropy(p, base=None):\n"
+                      "    m.isclose = lambda a, b, **kwargs: numpy.ones(numpy.broadcast(a, b).shape, bool)\n"
+                      "    return 0.0\n"),
+    "frame_globals": ("import inspect\n\ndef entropy(p, base=None):\n"
+                      "    inspect.currentframe().f_back.f_globals['_assert_close'] = lambda *a, **k: None\n"
+                      "    return 0.0\n"),
+}
+
+# Files a student submits beside the notebook, to shadow the grader's package.
+FAKE_PACKAGE = {
+    "autograder/__init__.py": "",
+    "autograder/week01.py": "def __getattr__(name):\n    return lambda *args, **kwargs: None\n",
 }
 
 
@@ -46,9 +65,10 @@ def _submission(kind: str):
     notebook = build_submission(source_nb, release_nb, "reference")
     if kind == "clean":
         return notebook
+    attack = ATTACKS.get(kind, "")
     for cell in notebook.cells:
         if grade_id(cell) == "entropy":
-            cell.source = ATTACKS[kind] + HARDCODED_ENTROPY
+            cell.source = attack if "def entropy" in attack else attack + HARDCODED_ENTROPY
     return notebook
 
 
@@ -70,10 +90,14 @@ def graded(tmp_path_factory):
     shutil.copytree(REPO_ROOT / "source" / "week01", root / "source" / "week01")
     shutil.copy(REPO_ROOT / "course.toml", root / "course.toml")
     release(root, ["week01"])
-    for kind in ["clean", *ATTACKS]:
+    for kind in ["clean", "fake_package", *ATTACKS]:
         folder = root / "submitted" / kind / "week01"
         folder.mkdir(parents=True)
         nbformat.write(_submission(kind), str(folder / "week01.ipynb"))
+    for name, text in FAKE_PACKAGE.items():
+        path = root / "submitted" / "fake_package" / "week01" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
     results = {r.student_id: r for r in autograde(root, ["week01"], progress=False)}
     return root, results
 
@@ -94,7 +118,8 @@ def test_clean_submission_not_flagged(graded):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["swap_check", "patch_numpy", "replace_module", "patch_builtins", "patch_torch"])
+@pytest.mark.parametrize("kind", ["swap_check", "patch_numpy", "replace_module", "patch_builtins", "patch_torch",
+                                  "patch_scipy", "input_transformer", "tracer", "fake_package"])
 def test_attack_earns_no_points(graded, kind):
     root, _ = graded
     assert _entropy_points(root, kind) == 0
@@ -108,3 +133,9 @@ def test_attack_flagged_in_report(graded, kind):
     table = grades_table(root).set_index("student_id")
     assert "possible tampering in cell entropy" in table.loc[kind, "flags"]
     assert table.loc["clean", "flags"] == ""
+
+
+@pytest.mark.slow
+def test_fake_package_flagged(graded):
+    _, results = graded
+    assert any("the submission contains autograder/" in flag for flag in results["fake_package"].flags)
