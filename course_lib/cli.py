@@ -12,6 +12,8 @@ from course_lib.paths import REPO_ROOT
 logger = logging.getLogger("course")
 
 EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
+# The shell's status for a command stopped by Ctrl-C (128 + SIGINT).
+EXIT_INTERRUPTED = 130
 
 
 def find_root(start: Path) -> Path:
@@ -67,13 +69,17 @@ def _print_results(results) -> None:
 
 
 def cmd_autograde(args) -> int:
-    from course_lib.grading import autograde, resolve_weeks
+    from course_lib.grading import GradingInterrupted, autograde, resolve_weeks
 
     root = _root(args)
     weeks = resolve_weeks(root, args.weeks)
     print(f"grading {', '.join(weeks)} in {root}", file=sys.stderr)
-    results = autograde(root, weeks, students=args.student, progress=sys.stderr.isatty(), jobs=args.jobs,
-                        scheduler=args.scheduler)
+    try:
+        results = autograde(root, weeks, students=args.student, progress=sys.stderr.isatty(), jobs=args.jobs,
+                            scheduler=args.scheduler)
+    except GradingInterrupted as interrupted:
+        print(f"error: {interrupted}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     _print_results(results)
     failed = [r for r in results if r.status != "graded"]
     if failed:

@@ -349,22 +349,67 @@ def autograde(root: Path, weeks: list[str], students: list[str] | None = None, p
 
     _ensure_released(root, sorted({week for week, _ in tasks}), settings)
     bar = tqdm(total=len(tasks), desc="autograde", unit="submission", disable=not progress or None)
-    if jobs == 1 and not scheduler:
-        results = []
-        with grading_environment(settings), _quiet_gradebook():
-            api = make_api(root, settings)
-            for week, student in tasks:
-                bar.set_postfix_str(f"{week} {student}")
-                results.append(_grade_one(api, root, week, student))
-                bar.update()
-    else:
-        from course_lib.workers import grade_in_workers
+    with _catch_interrupt() as interrupt:
+        if jobs == 1 and not scheduler:
+            results = []
+            with grading_environment(settings), _quiet_gradebook():
+                api = make_api(root, settings)
+                for week, student in tasks:
+                    bar.set_postfix_str(f"{week} {student}")
+                    result = _grade_one(api, root, week, student)
+                    if interrupt.is_set():
+                        # Ctrl-C also reached this submission's kernel, so its grade may be incomplete.
+                        result.status = "interrupted"
+                        result.problems.insert(0, "grading was interrupted; grade this submission again")
+                        results.append(result)
+                        break
+                    results.append(result)
+                    bar.update()
+        else:
+            from course_lib.workers import grade_in_workers
 
-        results = grade_in_workers(root, tasks, jobs, bar, scheduler)
+            results = grade_in_workers(root, tasks, jobs, bar, scheduler, interrupt)
     bar.close()
 
     _save_log(root, results)
+    if interrupt.is_set():
+        raise GradingInterrupted(len([r for r in results if r.status != "interrupted"]), len(tasks))
     return results
+
+
+class GradingInterrupted(CourseError):
+    """Ctrl-C stopped `course autograde`; the submissions graded before it are saved."""
+
+    def __init__(self, done: int, total: int):
+        super().__init__(f"interrupted after {done} of {total} submissions; the grades so far are saved. "
+                         "Run the same command again to grade the rest")
+        self.done = done
+        self.total = total
+
+
+@contextlib.contextmanager
+def _catch_interrupt():
+    """Turn Ctrl-C into a flag that the grading loops check between submissions.
+
+    nbgrader catches every exception of a run, KeyboardInterrupt included, so a plain Ctrl-C would only
+    fail the submission being graded and the batch would go on.
+    """
+    import signal
+    import threading
+
+    flag = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum, frame):
+        flag.set()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @contextlib.contextmanager

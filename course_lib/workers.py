@@ -25,7 +25,7 @@ SCRATCH_DIR = ".grading"
 
 
 def grade_in_workers(root: Path, tasks: list[tuple[str, str]], jobs: int, bar,
-                      scheduler: str | None = None) -> list[SubmissionResult]:
+                     scheduler: str | None = None, interrupt=None) -> list[SubmissionResult]:
     """Grade TASKS in worker processes and merge each result into gradebook.db from this process.
 
     The workers are JOBS local processes, or the workers of the Dask cluster at SCHEDULER, which must see
@@ -54,19 +54,29 @@ def grade_in_workers(root: Path, tasks: list[tuple[str, str]], jobs: int, bar,
             futures = {pool.submit(grade_in_scratch, str(root), week, student): (week, student)
                        for week, student in tasks}
             completed = concurrent.futures.as_completed(futures)
-        for future in completed:
-            week, student = futures[future]
-            try:
-                result = future.result()
-            except Exception as error:  # a worker that crashed must not stop the batch
-                logger.error("worker grading %s/%s failed: %s", week, student, error)
-                result = SubmissionResult(week=week, student_id=student, status="failed",
-                                          problems=[f"grading worker failed: {error}"])
-            results[(week, student)] = _merge_result(root, scratch_root / week / student, result)
-            bar.set_postfix_str(f"{week} {student}")
-            bar.update()
+        try:
+            for future in completed:
+                if interrupt is not None and interrupt.is_set():
+                    # Results still arriving may come from kernels that Ctrl-C interrupted: keep none of them.
+                    for pending in futures:
+                        pending.cancel()
+                    break
+                week, student = futures[future]
+                try:
+                    result = future.result()
+                except Exception as error:  # a worker that crashed must not stop the batch
+                    logger.error("worker grading %s/%s failed: %s", week, student, error)
+                    result = SubmissionResult(week=week, student_id=student, status="failed",
+                                              problems=[f"grading worker failed: {error}"])
+                results[(week, student)] = _merge_result(root, scratch_root / week / student, result)
+                bar.set_postfix_str(f"{week} {student}")
+                bar.update()
+        finally:
+            if interrupt is not None and interrupt.is_set():
+                for pending in futures:
+                    pending.cancel()
     shutil.rmtree(scratch_root, ignore_errors=True)
-    return [results[task] for task in tasks]
+    return [results[task] for task in tasks if task in results]
 
 
 def grade_in_scratch(root: str, week: str, student: str) -> SubmissionResult:

@@ -15,7 +15,7 @@ from toy_course import CORRECT, fill_solutions, make_toy_course
 
 pytestmark = pytest.mark.slow
 
-STUDENTS = 10
+STUDENTS = 6
 
 
 def _cell_scores(root) -> dict:
@@ -56,6 +56,8 @@ def courses(tmp_path_factory):
     shutil.copytree(sequential, parallel)
     cluster = base / "cluster"
     shutil.copytree(sequential, cluster)
+    for name in ("interrupted-1", "interrupted-2"):
+        shutil.copytree(sequential, base / name)
     autograde(sequential, ["week01"], progress=False)
     run = subprocess.run([sys.executable, "-m", "course_lib.cli", "--root", str(parallel), "autograde", "--jobs", "2"],
                          capture_output=True, text=True, check=False)
@@ -117,3 +119,29 @@ def test_unreachable_scheduler(tmp_path):
                           "--scheduler", "tcp://127.0.0.1:9"], capture_output=True, text=True, check=False)
     assert run.returncode == 2
     assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in run.stderr
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_ctrl_c_stops_and_rerun_completes(courses, jobs):
+    import os
+    import signal
+    import time
+
+    from course_lib.reports import grades_table
+
+    root = courses[0].parent / f"interrupted-{jobs}"
+    command = [sys.executable, "-m", "course_lib.cli", "--root", str(root), "autograde", "--jobs", str(jobs)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not list((root / "autograded").glob("*/week01")) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "interrupted after" in stderr
+    assert not (root / ".grading").exists()
+
+    rerun = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert rerun.returncode == 1, rerun.stderr  # only the broken submission fails
+    pd.testing.assert_frame_equal(grades_table(courses[0]), grades_table(root))
