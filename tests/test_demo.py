@@ -1,4 +1,4 @@
-"""The main job end to end on the real weeks: `course demo`, then the report commands on its course folder."""
+"""The main job end to end on the real weeks: `course demo`, the report commands, then all of phase 1."""
 
 from __future__ import annotations
 
@@ -114,3 +114,54 @@ def test_milestones_command(demo_dir, tmp_path):
     assert table.loc["ada-reference", "n_completed"] == len(DEMO_WEEKS)
     assert table.loc["ben-untouched", "n_completed"] == 0
     assert not table["foundation_master"].any()  # weeks 3-6 are not graded in the demo
+
+
+LATER_WEEKS = ["week03", "week04", "week05", "week06"]
+
+
+@pytest.fixture(scope="module")
+def phase1_dir(demo_dir, tmp_path_factory):
+    """The demo course with weeks 3-6 added and graded for the same three students."""
+    import shutil
+
+    folder = tmp_path_factory.mktemp("phase1") / "course"
+    shutil.copytree(demo_dir, folder)
+    for week in LATER_WEEKS:
+        shutil.copytree(REPO_ROOT / "source" / week, folder / "source" / week)
+    run = _course(folder, "release", *LATER_WEEKS)
+    assert run.returncode == 0, run.stderr
+    for week in LATER_WEEKS:
+        source_nb = read_notebook(folder / "source" / week / f"{week}.ipynb")
+        release_nb = read_notebook(folder / "release" / week / f"{week}.ipynb")
+        for student, kind in DEMO_STUDENTS.items():
+            target = folder / "submitted" / student / week
+            target.mkdir(parents=True)
+            submission = build_submission(source_nb, release_nb, kind, demo_mistakes(week))
+            nbformat.write(submission, str(target / f"{week}.ipynb"))
+    for args in (["autograde", *LATER_WEEKS], ["grades"], ["milestones"]):
+        run = _course(folder, *args)
+        assert run.returncode == 0, f"{args}: {run.stdout}\n{run.stderr}"
+    return folder
+
+
+def test_phase1_scores(phase1_dir):
+    grades = pd.read_csv(phase1_dir / "grades.csv")
+    assert sorted(set(grades["week"])) == list(range(1, 7))
+    assert (grades["status"] == "graded").all()
+    for row in grades.itertuples():
+        kind = DEMO_STUDENTS[row.student_id]
+        if kind == "reference":
+            assert row.score == row.max_score, row
+        elif kind == "untouched":
+            assert row.score == 0, row
+        else:
+            assert 0 < row.score < row.max_score, row
+
+
+def test_foundation_master_for_reference_student(phase1_dir):
+    milestones = pd.read_csv(phase1_dir / "milestones.csv", dtype={"weeks_completed": str}).set_index("student_id")
+    assert bool(milestones.loc["ada-reference", "foundation_master"])
+    assert milestones.loc["ada-reference", "weeks_completed"] == "1-6"
+    assert "Foundation Master" in milestones.loc["ada-reference", "milestones"]
+    assert not bool(milestones.loc["ben-untouched", "foundation_master"])
+    assert not bool(milestones.loc["cy-mistakes", "foundation_master"])
