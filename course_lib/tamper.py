@@ -232,7 +232,7 @@ def scan_folder(folder) -> list[str]:
     """Return a finding for each Python file or folder submitted beside the notebook.
 
     The grading kernel keeps the submission folder off sys.path, so such files cannot shadow the course's
-    packages, but nothing in the course asks for them.
+    packages, but no exercise of the course needs them.
     """
     from pathlib import Path
 
