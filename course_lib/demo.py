@@ -5,11 +5,13 @@ from __future__ import annotations
 import copy
 import importlib
 import shutil
+import sys
+import types
 from pathlib import Path
 
 import nbformat
 
-from course_lib.notebooks import grade_id, is_solution_cell, read_notebook, strip_solution_markers
+from course_lib.notebooks import grade_id, is_solution_cell, read_notebook, reference_source, strip_solution_markers
 from course_lib.paths import REPO_ROOT
 
 DEMO_WEEKS = ("week01", "week02")
@@ -121,3 +123,29 @@ def check_expectations(grades) -> list[str]:
         if row.status != "graded":
             problems.append(f"{row.student_id} {row.assignment}: status {row.status}, expected graded")
     return problems
+
+
+def mistakes_module(week: str, root: Path = REPO_ROOT) -> types.ModuleType:
+    """Build a module from the week's reference code with its DEMO_MISTAKES applied, as `course demo` does.
+
+    Tests use it to check that the demo's third submission earns partial credit. Each mistake's text must
+    occur exactly once in its cell, so a change to the reference code cannot silently disable a mistake.
+    """
+    notebook = copy.deepcopy(read_notebook(root / "source" / week / f"{week}.ipynb"))
+    for cell in notebook.cells:
+        if not is_solution_cell(cell):
+            continue
+        code = strip_solution_markers(cell.source)
+        for target, old, new in demo_mistakes(week):
+            if target == grade_id(cell):
+                if code.count(old) != 1:
+                    raise ValueError(f"demo mistake text {old!r} for {target!r} must occur exactly once in the cell")
+                code = code.replace(old, new)
+        cell.source = code
+    module = types.ModuleType(f"{week}_demo_mistakes")
+    sys.modules[module.__name__] = module  # dataclasses and NamedTuple look up their defining module
+    try:
+        exec(compile(reference_source(notebook), f"<{week} demo mistakes>", "exec"), module.__dict__)
+    finally:
+        del sys.modules[module.__name__]
+    return module

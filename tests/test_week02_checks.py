@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import copy
 import math
-import sys
-import types
 import warnings
 
 import pytest
@@ -14,7 +11,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from autograder import week02
-from course_lib.notebooks import grade_id, is_solution_cell, read_notebook, reference_source, strip_solution_markers
+from course_lib.demo import mistakes_module
+from course_lib.notebooks import grade_id, is_solution_cell, read_notebook
 from course_lib.paths import REPO_ROOT
 from course_lib.solutions import load_reference
 
@@ -865,23 +863,7 @@ def test_check_gpt_training_rejects(cls):
 
 def demo_module():
     """Build a module from the reference code with DEMO_MISTAKES applied, as `course demo` does."""
-    notebook = copy.deepcopy(read_notebook(REPO_ROOT / "source" / "week02" / "week02.ipynb"))
-    for cell in notebook.cells:
-        if not is_solution_cell(cell):
-            continue
-        code = strip_solution_markers(cell.source)
-        for target, old, new in week02.DEMO_MISTAKES:
-            if target == grade_id(cell):
-                assert code.count(old) == 1, f"demo mistake text for {target!r} must occur exactly once"
-                code = code.replace(old, new)
-        cell.source = code
-    module = types.ModuleType("week02_demo_mistakes")
-    sys.modules[module.__name__] = module  # dataclasses look up their defining module
-    try:
-        exec(compile(reference_source(notebook), "<week02 demo mistakes>", "exec"), module.__dict__)
-    finally:
-        del sys.modules[module.__name__]
-    return module
+    return mistakes_module("week02")
 
 
 def test_demo_mistakes_name_solution_cells():

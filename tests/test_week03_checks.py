@@ -5,10 +5,7 @@ Also the unit tests of `course_lib.corpora`, the general-English corpus of the w
 
 from __future__ import annotations
 
-import copy
 import math
-import sys
-import types
 import warnings
 
 import numpy as np
@@ -18,8 +15,9 @@ import torch
 import torch.nn.functional as F
 
 from autograder import week03
+from course_lib.demo import mistakes_module
 from course_lib import corpora
-from course_lib.notebooks import grade_id, is_solution_cell, read_notebook, reference_source, strip_solution_markers
+from course_lib.notebooks import grade_id, is_solution_cell, read_notebook
 from course_lib.paths import REPO_ROOT
 from course_lib.solutions import load_reference
 
@@ -729,23 +727,7 @@ def test_split_lines_rejects_empty_part():
 
 def demo_module():
     """Build a module from the reference code with DEMO_MISTAKES applied, as `course demo` does."""
-    notebook = copy.deepcopy(read_notebook(REPO_ROOT / "source" / "week03" / "week03.ipynb"))
-    for cell in notebook.cells:
-        if not is_solution_cell(cell):
-            continue
-        code = strip_solution_markers(cell.source)
-        for target, old, new in week03.DEMO_MISTAKES:
-            if target == grade_id(cell):
-                assert code.count(old) == 1, f"demo mistake text for {target!r} must occur exactly once"
-                code = code.replace(old, new)
-        cell.source = code
-    module = types.ModuleType("week03_demo_mistakes")
-    sys.modules[module.__name__] = module  # NamedTuple looks up its defining module
-    try:
-        exec(compile(reference_source(notebook), "<week03 demo mistakes>", "exec"), module.__dict__)
-    finally:
-        del sys.modules[module.__name__]
-    return module
+    return mistakes_module("week03")
 
 
 def test_demo_mistakes_name_solution_cells():

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import copy
 import math
 import random
 import re
-import sys
-import types
 import warnings
 
 import numpy as np
@@ -15,8 +12,9 @@ import pytest
 import torch
 
 from autograder import week06
+from course_lib.demo import mistakes_module
 from course_lib import clinical_notes
-from course_lib.notebooks import grade_id, is_solution_cell, read_notebook, reference_source, strip_solution_markers
+from course_lib.notebooks import grade_id, is_solution_cell, read_notebook
 from course_lib.paths import REPO_ROOT
 from course_lib.solutions import load_reference
 
@@ -974,23 +972,7 @@ def test_check_net_benefit_rejects(fn):
 
 def demo_module():
     """Build a module from the reference code with DEMO_MISTAKES applied, as `course demo` does."""
-    notebook = copy.deepcopy(read_notebook(SOURCE_NOTEBOOK))
-    for cell in notebook.cells:
-        if not is_solution_cell(cell):
-            continue
-        code = strip_solution_markers(cell.source)
-        for target, old, new in week06.DEMO_MISTAKES:
-            if target == grade_id(cell):
-                assert code.count(old) == 1, f"demo mistake text for {target!r} must occur exactly once"
-                code = code.replace(old, new)
-        cell.source = code
-    module = types.ModuleType("week06_demo_mistakes")
-    sys.modules[module.__name__] = module
-    try:
-        exec(compile(reference_source(notebook), "<week06 demo mistakes>", "exec"), module.__dict__)
-    finally:
-        del sys.modules[module.__name__]
-    return module
+    return mistakes_module("week06")
 
 
 def test_demo_mistakes_name_solution_cells():
