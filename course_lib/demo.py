@@ -132,11 +132,16 @@ def mistakes_module(week: str, root: Path = REPO_ROOT) -> types.ModuleType:
     occur exactly once in its cell, so a change to the reference code cannot silently disable a mistake.
     """
     notebook = copy.deepcopy(read_notebook(root / "source" / week / f"{week}.ipynb"))
+    mistakes = demo_mistakes(week)
+    solution_ids = {grade_id(cell) for cell in notebook.cells if is_solution_cell(cell)}
+    unknown = sorted({target for target, _, _ in mistakes} - solution_ids)
+    if unknown:
+        raise ValueError(f"DEMO_MISTAKES of {week} name solution cells that do not exist: {', '.join(unknown)}")
     for cell in notebook.cells:
         if not is_solution_cell(cell):
             continue
         code = strip_solution_markers(cell.source)
-        for target, old, new in demo_mistakes(week):
+        for target, old, new in mistakes:
             if target == grade_id(cell):
                 if code.count(old) != 1:
                     raise ValueError(f"demo mistake text {old!r} for {target!r} must occur exactly once in the cell")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import types
 import warnings
 
 import numpy as np
@@ -11,36 +10,20 @@ import pytest
 import torch
 
 from autograder import week01 as checks
+from course_lib.demo import mistakes_module
 from course_lib.notebooks import (
     BEGIN_HIDDEN,
     grade_id,
-    is_grade_cell,
-    is_solution_cell,
     read_notebook,
-    reference_source,
 )
 from course_lib.paths import REPO_ROOT
 from course_lib.solutions import load_reference
+from notebook_helpers import grade_cells, module_from_notebook, run_grade_cell
 
 SOURCE_NOTEBOOK = REPO_ROOT / "source" / "week01" / "week01.ipynb"
 
 ref = load_reference("week01")
 
-
-def _grade_cells(notebook) -> list:
-    return [cell for cell in notebook.cells if cell.cell_type == "code" and is_grade_cell(cell)]
-
-
-def _module_from_notebook(notebook, name: str) -> types.ModuleType:
-    """Build a module from the reference code of `notebook`, as `course solutions` does."""
-    module = types.ModuleType(name)
-    exec(compile(reference_source(notebook), name, "exec"), module.__dict__)
-    return module
-
-
-def _run_grade_cell(cell, namespace: types.ModuleType) -> None:
-    """Run a grade cell (public tests and hidden block) in the namespace of a reference module."""
-    exec(compile(cell.source, f"<{grade_id(cell)}>", "exec"), namespace.__dict__)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -49,11 +32,11 @@ def _run_grade_cell(cell, namespace: types.ModuleType) -> None:
 
 def test_grade_cells_pass_on_reference_silently(capfd):
     notebook = read_notebook(SOURCE_NOTEBOOK)
-    module = _module_from_notebook(notebook, "week01_reference_cells")
+    module = module_from_notebook(notebook, "week01_reference_cells")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        for cell in _grade_cells(notebook):
-            _run_grade_cell(cell, module)
+        for cell in grade_cells(notebook):
+            run_grade_cell(cell, module)
     captured = capfd.readouterr()
     assert captured.err == ""
     assert captured.out == ""
@@ -61,18 +44,18 @@ def test_grade_cells_pass_on_reference_silently(capfd):
 
 def test_every_check_has_a_grade_cell():
     notebook = read_notebook(SOURCE_NOTEBOOK)
-    hidden_sources = "\n".join(cell.source for cell in _grade_cells(notebook))
+    hidden_sources = "\n".join(cell.source for cell in grade_cells(notebook))
     check_names = sorted(name for name in dir(checks) if name.startswith("check_"))
     assert check_names
     for name in check_names:
         assert f"{name}(" in hidden_sources, f"{name} is not called by any grade cell"
-    for cell in _grade_cells(notebook):
+    for cell in grade_cells(notebook):
         assert BEGIN_HIDDEN in cell.source, f"grade cell {grade_id(cell)} has no hidden-test block"
 
 
 def test_grade_cell_points_total():
     notebook = read_notebook(SOURCE_NOTEBOOK)
-    points = {grade_id(cell): cell.metadata["nbgrader"]["points"] for cell in _grade_cells(notebook)}
+    points = {grade_id(cell): cell.metadata["nbgrader"]["points"] for cell in grade_cells(notebook)}
     assert all(1 <= value <= 3 for value in points.values()), points
     assert sum(points.values()) == 27
 
@@ -1013,20 +996,14 @@ def test_ngram_sampling_accepts_reference():
 
 def test_demo_mistakes_give_partial_credit():
     notebook = read_notebook(SOURCE_NOTEBOOK)
-    solution_cells = {grade_id(cell): cell for cell in notebook.cells if is_solution_cell(cell)}
-    for cell_grade_id, old, new in checks.DEMO_MISTAKES:
-        assert cell_grade_id in solution_cells, f"no solution cell with grade_id {cell_grade_id!r}"
-        cell = solution_cells[cell_grade_id]
-        assert cell.source.count(old) == 1, f"{old!r} must occur once in solution cell {cell_grade_id!r}"
-        cell.source = cell.source.replace(old, new)
-    module = _module_from_notebook(notebook, "week01_demo")
+    module = mistakes_module("week01")
 
     outcomes = {}
-    for cell in _grade_cells(notebook):
+    for cell in grade_cells(notebook):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
-                _run_grade_cell(cell, module)
+                run_grade_cell(cell, module)
         except AssertionError:
             outcomes[grade_id(cell)] = False
         else:

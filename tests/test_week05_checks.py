@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import math
 import re
-import types
 import warnings
 from collections import Counter
 
@@ -16,27 +15,16 @@ import torch
 
 from autograder import week05 as checks
 from course_lib import eval_data
-from course_lib.notebooks import BEGIN_HIDDEN, grade_id, is_grade_cell, is_solution_cell, read_notebook, reference_source
+from course_lib.demo import mistakes_module
+from course_lib.notebooks import BEGIN_HIDDEN, grade_id, read_notebook
 from course_lib.paths import REPO_ROOT
 from course_lib.solutions import load_reference
+from notebook_helpers import grade_cells, module_from_notebook, run_grade_cell
 
 SOURCE_NOTEBOOK = REPO_ROOT / "source" / "week05" / "week05.ipynb"
 
 REF = load_reference("week05")
 
-
-def _grade_cells(notebook) -> list:
-    return [cell for cell in notebook.cells if cell.cell_type == "code" and is_grade_cell(cell)]
-
-
-def _module_from_notebook(notebook, name: str) -> types.ModuleType:
-    module = types.ModuleType(name)
-    exec(compile(reference_source(notebook), name, "exec"), module.__dict__)
-    return module
-
-
-def _run_grade_cell(cell, namespace: types.ModuleType) -> None:
-    exec(compile(cell.source, f"<{grade_id(cell)}>", "exec"), namespace.__dict__)
 
 
 # Each check with the arguments its grade cell passes, taken from a module built like the reference.
@@ -80,11 +68,11 @@ def test_reference_checks_silent(capfd):
 
 def test_grade_cells_pass_on_reference_silently(capfd):
     notebook = read_notebook(SOURCE_NOTEBOOK)
-    module = _module_from_notebook(notebook, "week05_reference_cells")
+    module = module_from_notebook(notebook, "week05_reference_cells")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        for cell in _grade_cells(notebook):
-            _run_grade_cell(cell, module)
+        for cell in grade_cells(notebook):
+            run_grade_cell(cell, module)
     captured = capfd.readouterr()
     assert captured.err == ""
     assert captured.out == ""
@@ -92,18 +80,18 @@ def test_grade_cells_pass_on_reference_silently(capfd):
 
 def test_every_check_has_a_grade_cell():
     notebook = read_notebook(SOURCE_NOTEBOOK)
-    hidden_sources = "\n".join(cell.source for cell in _grade_cells(notebook))
+    hidden_sources = "\n".join(cell.source for cell in grade_cells(notebook))
     check_names = sorted(name for name in dir(checks) if name.startswith("check_"))
-    assert len(check_names) == len(_grade_cells(notebook))
+    assert len(check_names) == len(grade_cells(notebook))
     for name in check_names:
         assert f"{name}(" in hidden_sources, f"{name} is not called by any grade cell"
-    for cell in _grade_cells(notebook):
+    for cell in grade_cells(notebook):
         assert BEGIN_HIDDEN in cell.source, f"grade cell {grade_id(cell)} has no hidden-test block"
 
 
 def test_grade_cell_points_total():
     notebook = read_notebook(SOURCE_NOTEBOOK)
-    points = {grade_id(cell): cell.metadata["nbgrader"]["points"] for cell in _grade_cells(notebook)}
+    points = {grade_id(cell): cell.metadata["nbgrader"]["points"] for cell in grade_cells(notebook)}
     assert all(1 <= value <= 4 for value in points.values()), points
     assert sum(points.values()) == 28
 
@@ -1047,20 +1035,14 @@ def test_check_error_analysis_rejects(table_fn, topic_fn):
 
 def test_demo_mistakes_give_partial_credit():
     notebook = read_notebook(SOURCE_NOTEBOOK)
-    solution_cells = {grade_id(cell): cell for cell in notebook.cells if is_solution_cell(cell)}
-    for cell_grade_id, old, new in checks.DEMO_MISTAKES:
-        assert cell_grade_id in solution_cells, f"no solution cell with grade_id {cell_grade_id!r}"
-        cell = solution_cells[cell_grade_id]
-        assert cell.source.count(old) == 1, f"{old!r} must occur once in solution cell {cell_grade_id!r}"
-        cell.source = cell.source.replace(old, new)
-    module = _module_from_notebook(notebook, "week05_demo")
+    module = mistakes_module("week05")
 
     outcomes = {}
-    for cell in _grade_cells(notebook):
+    for cell in grade_cells(notebook):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
-                _run_grade_cell(cell, module)
+                run_grade_cell(cell, module)
         except AssertionError:
             outcomes[grade_id(cell)] = False
         else:
